@@ -161,7 +161,7 @@ impl Checksum {
 
     /// Parses a hex digest (either case).
     pub fn from_hex(algorithm: Algorithm, hex: &[u8]) -> Result<Checksum, ChecksumError> {
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return Err(ChecksumError::BadHex);
         }
         let mut raw = Vec::with_capacity(hex.len() / 2);

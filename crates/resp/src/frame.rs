@@ -9,12 +9,15 @@ pub enum Frame {
     Simple(String),
     /// `-ERR ...`: the whole text after the `-`, including the prefix word (`ERR`, `WRONGTYPE`, ...).
     Error(String),
+    /// `:42`
     Integer(i64),
+    /// `$3\r\nfoo`: a binary-safe string.
     Bulk(Bytes),
     /// The null bulk string: RESP2 `$-1`, RESP3 `_`.
     Null,
     /// The null array: RESP2 `*-1`, RESP3 `_`.
     NullArray,
+    /// `*N`: an array of any values.
     Array(Vec<Frame>),
     /// RESP3 map; RESP2 flattens it into an array of key, value, key, value.
     Map(Vec<(Frame, Frame)>),
@@ -33,6 +36,7 @@ pub enum Frame {
 }
 
 impl Frame {
+    /// `+OK`.
     pub fn ok() -> Frame {
         Frame::Simple("OK".into())
     }
@@ -42,10 +46,12 @@ impl Frame {
         Frame::Error(msg.into())
     }
 
+    /// A bulk string.
     pub fn bulk(b: impl Into<Bytes>) -> Frame {
         Frame::Bulk(b.into())
     }
 
+    /// Whether this is an error reply.
     pub fn is_error(&self) -> bool {
         matches!(self, Frame::Error(_))
     }

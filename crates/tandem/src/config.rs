@@ -1,0 +1,291 @@
+//! Server configuration: command-line flags, an optional TOML file (`--config`), defaults.
+//!
+//! Every setting is a flag and a key of the same name (dashes become underscores in TOML). A flag
+//! given on the command line overrides the file; the file overrides the default.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+use tandem_checksum::Algorithm;
+use tandem_log::FsyncPolicy;
+
+/// Flags of `tandem server`. Every field is optional so that "not given" can fall back to the
+/// config file and then to the default.
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerArgs {
+    /// TOML file with any of these settings (keys as the flag names, e.g. `port = 6380`). Flags
+    /// given on the command line win over the file.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Port for Redis clients (RESP). [default: 6379]
+    #[arg(long)]
+    pub port: Option<u16>,
+
+    /// Address to listen on. [default: 127.0.0.1]
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
+
+    /// Directory holding the log, snapshots and the identity file. [default: ./data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// This node's id in its cluster; must match the data dir's identity file. [default: 1]
+    #[arg(long)]
+    pub node_id: Option<u64>,
+
+    /// Port for traffic between nodes (reserved for replication). [default: port + 10000]
+    #[arg(long)]
+    pub cluster_port: Option<u16>,
+
+    /// Checksum algorithm for values written from now on: sha256, md5, sha1, sha512, blake3,
+    /// xxh3-64, crc32c. Stored values keep their own algorithm. [default: sha256]
+    #[arg(long, value_name = "ALGORITHM")]
+    pub checksum_algorithm: Option<String>,
+
+    /// When the log is fsynced: `always` (a write is acknowledged only once fsynced), `everysec`,
+    /// `no` (left to the OS). [default: always]
+    #[arg(long, value_name = "POLICY")]
+    pub appendfsync: Option<String>,
+
+    /// Enable DEBUG commands that damage data on purpose (for tests). [default: false]
+    #[arg(long)]
+    pub enable_debug_commands: Option<bool>,
+
+    /// Password clients must send with AUTH (or HELLO ... AUTH). [default: none]
+    #[arg(long)]
+    pub requirepass: Option<String>,
+
+    /// Maximum number of connected clients. [default: 10000]
+    #[arg(long)]
+    pub maxclients: Option<usize>,
+
+    /// Largest bulk string a client may send, in bytes (Redis's proto-max-bulk-len).
+    /// [default: 536870912]
+    #[arg(long)]
+    pub proto_max_bulk_len: Option<usize>,
+
+    /// Most arguments in one request. [default: 1048576]
+    #[arg(long)]
+    pub proto_max_array_len: Option<usize>,
+
+    /// Longest inline (non-RESP) request, in bytes. [default: 65536]
+    #[arg(long)]
+    pub proto_max_inline_len: Option<usize>,
+
+    /// Most bytes buffered from one client before its requests are processed (Redis's
+    /// client-query-buffer-limit). [default: 1073741824]
+    #[arg(long)]
+    pub client_query_buffer_limit: Option<usize>,
+
+    /// Most write commands from one pipeline proposed together as one log entry. [default: 1024]
+    #[arg(long)]
+    pub pipeline_batch_max: Option<usize>,
+
+    /// A write not committed within this many milliseconds fails (its outcome is then unknown).
+    /// [default: 10000]
+    #[arg(long)]
+    pub write_timeout_ms: Option<u64>,
+
+    /// Take a snapshot after this many log entries since the previous one. [default: 100000]
+    #[arg(long)]
+    pub snapshot_entries: Option<u64>,
+
+    /// Size of each preallocated log segment, in bytes. [default: 67108864]
+    #[arg(long)]
+    pub log_segment_bytes: Option<u64>,
+
+    /// At start-up, truncate the log at a damaged record instead of refusing to start (loses
+    /// every entry from that record on). [default: false]
+    #[arg(long)]
+    pub force_truncate_log: Option<bool>,
+
+    /// Active expiry cycles per second (Redis's hz). [default: 10]
+    #[arg(long)]
+    pub hz: Option<u32>,
+
+    /// Most keys deleted by one active expiry cycle. [default: 1000]
+    #[arg(long)]
+    pub active_expire_keys_max: Option<usize>,
+
+    /// Log filter, e.g. `info`, `debug`, `tandem=debug`. [default: info]
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub port: u16,
+    pub bind: IpAddr,
+    pub data_dir: PathBuf,
+    pub node_id: u64,
+    pub cluster_port: u16,
+    pub checksum_algorithm: Algorithm,
+    pub appendfsync: FsyncPolicy,
+    pub enable_debug_commands: bool,
+    pub requirepass: Option<String>,
+    pub maxclients: usize,
+    pub proto_max_bulk_len: usize,
+    pub proto_max_array_len: usize,
+    pub proto_max_inline_len: usize,
+    pub client_query_buffer_limit: usize,
+    pub pipeline_batch_max: usize,
+    pub write_timeout: Duration,
+    pub snapshot_entries: u64,
+    pub log_segment_bytes: u64,
+    pub force_truncate_log: bool,
+    pub hz: u32,
+    pub active_expire_keys_max: usize,
+    pub log_level: String,
+    pub config_file: Option<PathBuf>,
+}
+
+macro_rules! merge {
+    ($flags:ident, $file:ident, $($field:ident),* $(,)?) => {
+        $( if $flags.$field.is_none() { $flags.$field = $file.$field.take(); } )*
+    };
+}
+
+fn positive<T: PartialOrd + Default + std::fmt::Display>(name: &str, v: T) -> Result<T, String> {
+    if v > T::default() {
+        Ok(v)
+    } else {
+        Err(format!("--{name} must be greater than 0, got {v}"))
+    }
+}
+
+impl ServerConfig {
+    /// Resolves flags, the config file they name, and defaults; validates every value.
+    pub fn resolve(mut flags: ServerArgs) -> Result<ServerConfig, String> {
+        if let Some(path) = &flags.config {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            let mut file: ServerArgs =
+                toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+            merge!(
+                flags,
+                file,
+                port,
+                bind,
+                data_dir,
+                node_id,
+                cluster_port,
+                checksum_algorithm,
+                appendfsync,
+                enable_debug_commands,
+                requirepass,
+                maxclients,
+                proto_max_bulk_len,
+                proto_max_array_len,
+                proto_max_inline_len,
+                client_query_buffer_limit,
+                pipeline_batch_max,
+                write_timeout_ms,
+                snapshot_entries,
+                log_segment_bytes,
+                force_truncate_log,
+                hz,
+                active_expire_keys_max,
+                log_level,
+            );
+        }
+        let port = flags.port.unwrap_or(6379);
+        let checksum_algorithm = match &flags.checksum_algorithm {
+            Some(s) => s.parse::<Algorithm>().map_err(|e| format!("--checksum-algorithm: {e}"))?,
+            None => Algorithm::DEFAULT,
+        };
+        let appendfsync = match &flags.appendfsync {
+            Some(s) => s
+                .parse::<FsyncPolicy>()
+                .map_err(|_| format!("--appendfsync must be always, everysec or no, got '{s}'"))?,
+            None => FsyncPolicy::Always,
+        };
+        let node_id = positive("node-id", flags.node_id.unwrap_or(1))?;
+        let hz = flags.hz.unwrap_or(10);
+        if !(1..=500).contains(&hz) {
+            return Err(format!("--hz must be between 1 and 500, got {hz}"));
+        }
+        let log_segment_bytes = flags.log_segment_bytes.unwrap_or(64 << 20);
+        if log_segment_bytes < (1 << 20) {
+            return Err(format!("--log-segment-bytes must be at least 1048576, got {log_segment_bytes}"));
+        }
+        Ok(ServerConfig {
+            port,
+            bind: flags.bind.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            data_dir: flags.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+            node_id,
+            cluster_port: flags.cluster_port.unwrap_or(port.wrapping_add(10000)),
+            checksum_algorithm,
+            appendfsync,
+            enable_debug_commands: flags.enable_debug_commands.unwrap_or(false),
+            requirepass: flags.requirepass.filter(|p| !p.is_empty()),
+            maxclients: positive("maxclients", flags.maxclients.unwrap_or(10_000))?,
+            proto_max_bulk_len: positive("proto-max-bulk-len", flags.proto_max_bulk_len.unwrap_or(512 << 20))?,
+            proto_max_array_len: positive("proto-max-array-len", flags.proto_max_array_len.unwrap_or(1 << 20))?,
+            proto_max_inline_len: positive("proto-max-inline-len", flags.proto_max_inline_len.unwrap_or(64 << 10))?,
+            client_query_buffer_limit: positive(
+                "client-query-buffer-limit",
+                flags.client_query_buffer_limit.unwrap_or(1 << 30),
+            )?,
+            pipeline_batch_max: positive("pipeline-batch-max", flags.pipeline_batch_max.unwrap_or(1024))?,
+            write_timeout: Duration::from_millis(positive("write-timeout-ms", flags.write_timeout_ms.unwrap_or(10_000))?),
+            snapshot_entries: positive("snapshot-entries", flags.snapshot_entries.unwrap_or(100_000))?,
+            log_segment_bytes,
+            force_truncate_log: flags.force_truncate_log.unwrap_or(false),
+            hz,
+            active_expire_keys_max: positive("active-expire-keys-max", flags.active_expire_keys_max.unwrap_or(1000))?,
+            log_level: flags.log_level.unwrap_or_else(|| "info".into()),
+            config_file: flags.config,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_sensible() {
+        let c = ServerConfig::resolve(ServerArgs::default()).unwrap();
+        assert_eq!(c.port, 6379);
+        assert_eq!(c.checksum_algorithm, Algorithm::Sha256);
+        assert!(matches!(c.appendfsync, FsyncPolicy::Always));
+        assert_eq!(c.proto_max_bulk_len, 512 << 20);
+        assert_eq!(c.cluster_port, 16379);
+        assert!(!c.enable_debug_commands);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tandem.toml");
+        std::fs::write(&path, "port = 7000\nappendfsync = \"everysec\"\nchecksum-algorithm = \"blake3\"\n").unwrap();
+        let flags = ServerArgs {
+            config: Some(path),
+            port: Some(7001),
+            ..Default::default()
+        };
+        let c = ServerConfig::resolve(flags).unwrap();
+        assert_eq!(c.port, 7001, "flag wins");
+        assert!(matches!(c.appendfsync, FsyncPolicy::EverySec), "file wins over default");
+        assert_eq!(c.checksum_algorithm, Algorithm::Blake3);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_clear_message() {
+        let bad = |f: ServerArgs| ServerConfig::resolve(f).unwrap_err();
+        assert!(bad(ServerArgs { checksum_algorithm: Some("sha3".into()), ..Default::default() }).contains("sha3"));
+        assert!(bad(ServerArgs { appendfsync: Some("sometimes".into()), ..Default::default() }).contains("appendfsync"));
+        assert!(bad(ServerArgs { node_id: Some(0), ..Default::default() }).contains("node-id"));
+        assert!(bad(ServerArgs { hz: Some(0), ..Default::default() }).contains("hz"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "no-such-setting = 1\n").unwrap();
+        assert!(bad(ServerArgs { config: Some(path), ..Default::default() }).contains("no-such-setting"));
+    }
+}

@@ -1,0 +1,354 @@
+//! openraft's `RaftStateMachine` over the keyspace, with snapshots in `DATA_DIR/snapshots`.
+//!
+//! The keyspace, the last applied log id and the membership live together under one lock
+//! ([`SmState`]) so a snapshot always pairs a keyspace with exactly the log position it reflects.
+//!
+//! Snapshots: the two newest are kept. The log store may physically purge only up to the older
+//! one's last index ([`PurgeFloor`]), so a newest snapshot found damaged at start-up can be
+//! replaced by the previous one plus a replay of the log.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{Stream, TryStreamExt};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::type_config::alias::SnapshotOf;
+use openraft::{EntryPayload, OptionalSend};
+use parking_lot::{Mutex, RwLock};
+use tandem_core::Keyspace;
+use tracing::{error, info, warn};
+
+use super::log_store::PurgeFloor;
+use super::types::{LogId, Replies, SnapshotMeta, StoredMembership, TypeConfig};
+
+/// The state machine's state: what a snapshot captures.
+#[derive(Default)]
+pub struct SmState {
+    pub keyspace: Keyspace,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// A snapshot file on disk, handed to openraft (and, later, streamed to replicas).
+#[derive(Clone, Debug)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+}
+
+/// Facts about snapshots, for INFO persistence.
+#[derive(Default)]
+pub struct SnapshotStats {
+    pub count: AtomicU64,
+    pub last_duration_ms: AtomicU64,
+    pub last_bytes: AtomicU64,
+    pub last_unix_secs: AtomicU64,
+    pub in_progress: std::sync::atomic::AtomicBool,
+}
+
+pub struct SmShared {
+    pub state: Arc<RwLock<SmState>>,
+    dir: PathBuf,
+    /// Newest snapshot: (meta, path).
+    current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
+    purge_floor: PurgeFloor,
+    seq: AtomicU64,
+    pub stats: SnapshotStats,
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    pub shared: Arc<SmShared>,
+}
+
+fn io_err(msg: impl Into<String>) -> io::Error {
+    io::Error::other(msg.into())
+}
+
+/// What start-up found in the snapshot directory.
+pub struct LoadReport {
+    /// The snapshot loaded, if any: (path, last log id, keys).
+    pub loaded: Option<(PathBuf, Option<LogId>, usize)>,
+    /// Newer snapshots that failed verification and were skipped (path, reason).
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Loads one snapshot file into a fresh state. Every block CRC, the whole-file digest and every
+/// value digest are verified.
+pub fn load_snapshot_file(path: &Path) -> Result<(SmState, SnapshotMeta), String> {
+    let mut reader = tandem_snapshot::SnapshotReader::open(path).map_err(|e| e.to_string())?;
+    let meta: SnapshotMeta = postcard::from_bytes(reader.meta())
+        .map_err(|e| format!("{}: snapshot meta is unreadable: {e}", path.display()))?;
+    let mut state = SmState {
+        keyspace: Keyspace::new(),
+        last_applied: meta.last_log_id,
+        membership: meta.last_membership.clone(),
+    };
+    while let Some(record) = reader.next_record().map_err(|e| e.to_string())? {
+        state
+            .keyspace
+            .load_record(&record)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok((state, meta))
+}
+
+impl StateMachine {
+    /// Opens the snapshot directory and loads the newest snapshot that verifies. A damaged newest
+    /// snapshot is skipped only when the log still covers the older one (`log_first_index` <= its
+    /// last index + 1); otherwise start-up stops with an error saying what to do.
+    pub fn open(
+        dir: &Path,
+        log_first_index: Option<u64>,
+        purge_floor: PurgeFloor,
+    ) -> io::Result<(StateMachine, LoadReport)> {
+        std::fs::create_dir_all(dir)?;
+        let snapshots = tandem_snapshot::list_snapshots(dir)?;
+        let mut report = LoadReport {
+            loaded: None,
+            skipped: Vec::new(),
+        };
+        let mut state = SmState::default();
+        let mut current = None;
+        for (i, path) in snapshots.iter().enumerate() {
+            match load_snapshot_file(path) {
+                Ok((s, meta)) => {
+                    let last = meta.last_log_id;
+                    if i > 0 {
+                        let needed = last.map(|l| l.index() + 1).unwrap_or(0);
+                        let covered = log_first_index.is_none_or(|first| first <= needed);
+                        if !covered {
+                            return Err(io_err(format!(
+                                "snapshot {} is damaged ({}), and the log no longer covers the previous snapshot {} \
+                                 (log starts at index {:?}, it would need {needed}). Restore the data directory from a \
+                                 backup, or re-sync this node from a replica.",
+                                snapshots[0].display(),
+                                report.skipped.first().map(|s| s.1.as_str()).unwrap_or("?"),
+                                path.display(),
+                                log_first_index
+                            )));
+                        }
+                        warn!(
+                            "falling back to the previous snapshot {} and replaying the log after it",
+                            path.display()
+                        );
+                    }
+                    report.loaded = Some((path.clone(), last, s.keyspace.len()));
+                    state = s;
+                    current = Some((meta, path.clone()));
+                    break;
+                }
+                Err(e) => {
+                    error!("snapshot {} failed verification: {e}", path.display());
+                    report.skipped.push((path.clone(), e));
+                }
+            }
+        }
+        if current.is_none() && !report.skipped.is_empty() {
+            return Err(io_err(format!(
+                "no snapshot in {} verifies: {}. Restore the data directory from a backup, or remove the damaged \
+                 snapshot if the log still holds every entry from index 1.",
+                dir.display(),
+                report
+                    .skipped
+                    .iter()
+                    .map(|(p, e)| format!("{}: {e}", p.display()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
+        let sm = StateMachine {
+            shared: Arc::new(SmShared {
+                state: Arc::new(RwLock::new(state)),
+                dir: dir.to_path_buf(),
+                current: Mutex::new(current),
+                purge_floor,
+                seq: AtomicU64::new(snapshots.len() as u64 + 1),
+                stats: SnapshotStats::default(),
+            }),
+        };
+        sm.shared.seq.store(next_seq(&snapshots), Ordering::Relaxed);
+        sm.update_purge_floor()?;
+        Ok((sm, report))
+    }
+
+    /// Keeps the two newest snapshots and lets the log purge up to the older one.
+    fn update_purge_floor(&self) -> io::Result<()> {
+        let snapshots = tandem_snapshot::list_snapshots(&self.shared.dir)?;
+        for old in snapshots.iter().skip(2) {
+            if let Err(e) = std::fs::remove_file(old) {
+                warn!("cannot remove old snapshot {}: {e}", old.display());
+            }
+        }
+        let floor = match snapshots.get(1) {
+            Some(prev) => tandem_snapshot::SnapshotReader::open(prev)
+                .ok()
+                .and_then(|r| postcard::from_bytes::<SnapshotMeta>(r.meta()).ok())
+                .and_then(|m| m.last_log_id.map(|l| l.index()))
+                .unwrap_or(0),
+            None => 0,
+        };
+        self.shared.purge_floor.set(floor);
+        Ok(())
+    }
+
+    /// Writes a snapshot of the current state. Serializes under the read lock (reads continue,
+    /// applies wait), writes the file without it.
+    pub fn write_snapshot(&self) -> io::Result<SnapshotOf<TypeConfig, SnapshotFile>> {
+        let started = Instant::now();
+        let shared = &self.shared;
+        shared.stats.in_progress.store(true, Ordering::Relaxed);
+        let result = (|| {
+            let (meta, records) = {
+                let st = shared.state.read();
+                let meta = SnapshotMeta {
+                    last_log_id: st.last_applied,
+                    last_membership: st.membership.clone(),
+                };
+                let mut records: Vec<u8> = Vec::with_capacity(st.keyspace.len() * 160);
+                st.keyspace.for_each_record(|rec| {
+                    records.extend_from_slice(&(rec.len() as u32).to_le_bytes());
+                    records.extend_from_slice(rec);
+                });
+                (meta, records)
+            };
+            let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
+            let name = snapshot_name(seq, meta.last_log_id.map(|l| l.index()).unwrap_or(0));
+            let meta_bytes = postcard::to_stdvec(&meta).map_err(io::Error::other)?;
+            let mut w = tandem_snapshot::SnapshotWriter::create(&shared.dir, &name, &meta_bytes)
+                .map_err(io::Error::other)?;
+            let mut rest = &records[..];
+            while rest.len() >= 4 {
+                let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                w.write_record(&rest[4..4 + len]).map_err(io::Error::other)?;
+                rest = &rest[4 + len..];
+            }
+            let info = w.finish().map_err(io::Error::other)?;
+            info!(
+                "snapshot {} written: last index {:?}, {} bytes, {} ms",
+                info.path.display(),
+                meta.last_log_id.map(|l| l.index()),
+                info.size,
+                started.elapsed().as_millis()
+            );
+            shared.stats.last_bytes.store(info.size, Ordering::Relaxed);
+            *shared.current.lock() = Some((meta.clone(), info.path.clone()));
+            self.update_purge_floor()?;
+            Ok(Snapshot {
+                meta,
+                snapshot: SnapshotFile { path: info.path },
+            })
+        })();
+        shared.stats.in_progress.store(false, Ordering::Relaxed);
+        if result.is_ok() {
+            shared.stats.count.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .last_duration_ms
+                .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            shared.stats.last_unix_secs.store(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                Ordering::Relaxed,
+            );
+        }
+        result
+    }
+}
+
+/// The file stem of a snapshot: the sequence orders snapshots, the last index informs.
+fn snapshot_name(seq: u64, last_index: u64) -> String {
+    tandem_snapshot::SnapshotId { seq, last_index }.file_stem()
+}
+
+fn next_seq(existing: &[PathBuf]) -> u64 {
+    existing
+        .iter()
+        .filter_map(|p| tandem_snapshot::SnapshotId::parse(p.file_name()?.to_str()?))
+        .map(|id| id.seq)
+        .max()
+        .map(|s| s + 1)
+        .unwrap_or(1)
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.write_snapshot())
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let st = self.shared.state.read();
+        Ok((st.last_applied, st.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let log_id = entry.log_id();
+            let replies = {
+                let mut st = self.shared.state.write();
+                st.last_applied = Some(log_id);
+                match &entry.payload {
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(proposal) => st.keyspace.apply(&proposal.0),
+                    EntryPayload::Membership(m) => {
+                        st.membership = StoredMembership::new(Some(log_id), m.clone());
+                        Vec::new()
+                    }
+                }
+            };
+            if let Some(responder) = responder {
+                responder.send(Replies(replies));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
+        let (state, file_meta) = load_snapshot_file(&snapshot.path).map_err(io_err)?;
+        if file_meta.last_log_id != meta.last_log_id {
+            return Err(io_err(format!(
+                "snapshot {} covers {:?}, expected {:?}",
+                snapshot.path.display(),
+                file_meta.last_log_id,
+                meta.last_log_id
+            )));
+        }
+        let seq = self.shared.seq.fetch_add(1, Ordering::Relaxed);
+        let name = snapshot_name(seq, meta.last_log_id.map(|l| l.index()).unwrap_or(0));
+        let dest = self.shared.dir.join(format!("{name}.snap"));
+        std::fs::rename(&snapshot.path, &dest)?;
+        *self.shared.state.write() = state;
+        *self.shared.current.lock() = Some((meta.clone(), dest));
+        self.update_purge_floor()?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+        Ok(self.shared.current.lock().as_ref().map(|(meta, path)| Snapshot {
+            meta: meta.clone(),
+            snapshot: SnapshotFile { path: path.clone() },
+        }))
+    }
+}

@@ -1,0 +1,95 @@
+//! The `tandem` binary: `tandem server`, `tandem check`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tandem::config::{ServerArgs, ServerConfig};
+use tandem::consensus::{ConsensusConfig, Node};
+
+#[derive(Parser)]
+#[command(name = "tandem", version, about = "A replicated, checksummed key-value database that speaks RESP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one Tandem node.
+    Server(ServerArgs),
+    /// Verify every log record, snapshot block and value digest in DATA_DIR, offline (the node
+    /// must be stopped). Exits non-zero on any fault, naming where.
+    Check {
+        /// The data directory of a stopped node.
+        data_dir: std::path::PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Server(args) => {
+            let config = match ServerConfig::resolve(args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tandem: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&config.log_level);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+            let rt = match rt {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("tandem: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("tandem: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Check { data_dir } => {
+            init_logging("warn");
+            let report = tandem::check::check(&data_dir);
+            print!("{}", report.render());
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn serve(config: ServerConfig) -> std::io::Result<()> {
+    let consensus = ConsensusConfig {
+        data_dir: config.data_dir.clone(),
+        node_id: config.node_id,
+        client_addr: format!("{}:{}", config.bind, config.port),
+        cluster_addr: format!("{}:{}", config.bind, config.cluster_port),
+        fsync: config.appendfsync,
+        log_segment_bytes: config.log_segment_bytes,
+        snapshot_entries: config.snapshot_entries,
+        write_timeout: config.write_timeout,
+        force_truncate_log: config.force_truncate_log,
+    };
+    let node = Node::start(consensus).await?;
+    tandem::server::run(config, node).await
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,320 @@
+//! One client connection: read, parse, route, reply — in order, pipelined.
+//!
+//! Routing: a data read runs against the keyspace after a linearizable read barrier; consecutive
+//! data writes of one pipeline are gathered into ONE log entry (ops applied in order, replies in
+//! order), proposed when something that must observe them comes next (a read, a server command)
+//! or when the pipeline ends. A server-level command is answered by [`super::admin`].
+//!
+//! Order: replies are written in request order because every non-write command first waits for
+//! the writes before it, and writes are proposed in arrival order.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tandem_core::{Batch, Command, Frame, Op, ParseContext};
+use tandem_resp::{Protocol, RequestParser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use super::clients::ClientInfo;
+use super::{admin, now_ms, Shared};
+
+/// Replies buffered beyond this are written out before the rest of the pipeline is processed.
+const OUT_FLUSH_BYTES: usize = 64 * 1024;
+
+/// A MULTI in progress.
+pub struct Multi {
+    pub ops: Vec<Op>,
+    /// A command failed to queue: EXEC must abort.
+    pub failed: bool,
+}
+
+pub struct Conn {
+    pub shared: Arc<Shared>,
+    pub info: Arc<ClientInfo>,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    pub multi: Option<Multi>,
+    /// Close the connection once the replies so far are written (QUIT, protocol error).
+    pub close: bool,
+    pub out: BytesMut,
+    /// Writes of the current pipeline not yet proposed.
+    pending: Vec<Op>,
+    /// A barrier (or a committed write) completed after every request in the current read
+    /// arrived, so reads in it are linearizable without another round.
+    barrier_fresh: bool,
+}
+
+pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr) {
+    let _ = socket.set_nodelay(true);
+    let laddr = socket.local_addr().unwrap_or(peer);
+    let Some(info) = shared.clients.register(peer, laddr, shared.config.maxclients) else {
+        shared.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+        return;
+    };
+    let id = info.id;
+    let mut conn = Conn {
+        authenticated: shared.runtime.read().requirepass.is_none(),
+        shared: shared.clone(),
+        info,
+        proto: Protocol::Resp2,
+        multi: None,
+        close: false,
+        out: BytesMut::with_capacity(16 * 1024),
+        pending: Vec::new(),
+        barrier_fresh: false,
+    };
+    if let Err(e) = conn.run(&mut socket).await {
+        debug!("client {id} ({peer}): {e}");
+    }
+    shared.clients.unregister(id);
+}
+
+impl Conn {
+    async fn run(&mut self, socket: &mut TcpStream) -> std::io::Result<()> {
+        let cfg = &self.shared.config;
+        let mut parser = RequestParser::new(tandem_resp::Limits {
+            max_bulk_len: cfg.proto_max_bulk_len,
+            max_array_len: cfg.proto_max_array_len,
+            max_inline_len: cfg.proto_max_inline_len,
+            ..Default::default()
+        });
+        let query_limit = cfg.client_query_buffer_limit;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            let n = socket.read_buf(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            self.barrier_fresh = false;
+            loop {
+                match parser.parse(&mut buf) {
+                    Ok(Some(args)) => {
+                        if args.is_empty() {
+                            continue;
+                        }
+                        self.handle(args).await;
+                        if self.close {
+                            break;
+                        }
+                        if self.out.len() >= OUT_FLUSH_BYTES {
+                            self.write_out(socket).await?;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.flush_pending().await;
+                        self.shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        self.reply(Frame::Error(format!("ERR {e}")));
+                        self.close = true;
+                        break;
+                    }
+                }
+            }
+            self.flush_pending().await;
+            if !self.close && buf.len() > query_limit {
+                self.reply(Frame::error(
+                    "ERR client query buffer exceeds client-query-buffer-limit; connection closed",
+                ));
+                self.close = true;
+            }
+            self.write_out(socket).await?;
+            if self.close {
+                return Ok(());
+            }
+            // Keep the buffer from growing without bound after a large request was consumed.
+            if buf.is_empty() && buf.capacity() > 1 << 20 {
+                buf = BytesMut::with_capacity(16 * 1024);
+            }
+        }
+    }
+
+    async fn write_out(&mut self, socket: &mut TcpStream) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            socket.write_all(&self.out).await?;
+            self.shared
+                .stats
+                .net_output_bytes
+                .fetch_add(self.out.len() as u64, Ordering::Relaxed);
+            self.out.clear();
+            if self.out.capacity() > 1 << 20 {
+                self.out = BytesMut::with_capacity(16 * 1024);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn reply(&mut self, frame: Frame) {
+        tandem_resp::encode(&frame, self.proto, &mut self.out);
+    }
+
+    pub fn parse_context(&self) -> ParseContext {
+        ParseContext {
+            algorithm: self.shared.runtime.read().checksum_algorithm,
+            now_ms: now_ms(),
+        }
+    }
+
+    async fn handle(&mut self, args: Vec<Bytes>) {
+        let shared = self.shared.clone();
+        shared.stats.commands_processed.fetch_add(1, Ordering::Relaxed);
+        self.info.touch();
+        let name = &args[0];
+
+        if !self.authenticated && !admin::allowed_before_auth(name) {
+            self.flush_pending().await;
+            return self.reply(Frame::error("NOAUTH Authentication required."));
+        }
+        let Some(spec) = tandem_core::lookup(name) else {
+            self.flush_pending().await;
+            if let Some(m) = &mut self.multi {
+                m.failed = true;
+            }
+            return self.reply(unknown_command(&args));
+        };
+        if !tandem_core::arity_ok(spec, args.len()) {
+            self.flush_pending().await;
+            if let Some(m) = &mut self.multi {
+                m.failed = true;
+            }
+            return self.reply(tandem_core::wrong_arity(spec.name));
+        }
+
+        if self.multi.is_some() && !admin::runs_inside_multi(spec.name) {
+            return self.queue(args);
+        }
+
+        match tandem_core::parse(&args, &self.parse_context()) {
+            Some(Ok(Command::Write(w))) => {
+                self.pending.push(Op::Write(w));
+                if self.pending.len() >= shared.config.pipeline_batch_max {
+                    self.flush_pending().await;
+                }
+            }
+            Some(Ok(Command::Read(r))) => {
+                self.flush_pending().await;
+                if !self.barrier_fresh {
+                    if let Err(e) = shared.node.read_barrier().await {
+                        return self.reply(Frame::Error(format!("TRYAGAIN read not served: {e}")));
+                    }
+                    self.barrier_fresh = true;
+                }
+                let frame = shared.node.state().read().keyspace.read(&r, now_ms());
+                self.reply(frame);
+            }
+            Some(Err(frame)) => {
+                self.flush_pending().await;
+                self.reply(frame);
+            }
+            None => {
+                self.flush_pending().await;
+                admin::handle(self, spec.name, &args).await;
+            }
+        }
+    }
+
+    /// Queues a command inside MULTI (or records why it cannot be queued).
+    fn queue(&mut self, args: Vec<Bytes>) {
+        let ctx = self.parse_context();
+        let parsed = tandem_core::parse(&args, &ctx);
+        let Some(multi) = self.multi.as_mut() else { return };
+        let reply = match parsed {
+            Some(Ok(Command::Write(w))) => {
+                multi.ops.push(Op::Write(w));
+                Frame::Simple("QUEUED".into())
+            }
+            Some(Ok(Command::Read(r))) => {
+                multi.ops.push(Op::Read(r));
+                Frame::Simple("QUEUED".into())
+            }
+            Some(Err(frame)) => {
+                multi.failed = true;
+                frame
+            }
+            None => {
+                multi.failed = true;
+                Frame::Error(format!(
+                    "ERR Command '{}' is not allowed inside a transaction in Tandem",
+                    String::from_utf8_lossy(&args[0]).to_lowercase()
+                ))
+            }
+        };
+        self.info.multi.store(multi.ops.len() as i64, Ordering::Relaxed);
+        self.reply(reply);
+    }
+
+    /// Proposes the pipeline's gathered writes as one log entry and writes their replies.
+    pub async fn flush_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let ops = std::mem::take(&mut self.pending);
+        let n = ops.len();
+        let batch = Batch {
+            now_ms: now_ms(),
+            algorithm: self.shared.runtime.read().checksum_algorithm,
+            ops,
+        };
+        match self.shared.node.write(batch).await {
+            Ok(frames) => {
+                for f in frames {
+                    self.reply(f);
+                }
+                self.barrier_fresh = true;
+            }
+            Err(e) => {
+                let f = e.to_frame();
+                for _ in 0..n {
+                    self.reply(f.clone());
+                }
+            }
+        }
+    }
+
+    /// Runs a whole transaction as one log entry.
+    pub async fn exec(&mut self, ops: Vec<Op>) -> Frame {
+        if ops.is_empty() {
+            return Frame::Array(Vec::new());
+        }
+        let batch = Batch {
+            now_ms: now_ms(),
+            algorithm: self.shared.runtime.read().checksum_algorithm,
+            ops,
+        };
+        match self.shared.node.write(batch).await {
+            Ok(frames) => Frame::Array(frames),
+            Err(e) => e.to_frame(),
+        }
+    }
+}
+
+/// Redis 7's reply to an unknown command.
+pub fn unknown_command(args: &[Bytes]) -> Frame {
+    let mut msg = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        truncate(&String::from_utf8_lossy(&args[0]), 128)
+    );
+    // Like Redis: the quoted arguments together are cut at 128 characters.
+    let mut quoted = String::new();
+    for a in &args[1..] {
+        if quoted.len() >= 128 {
+            break;
+        }
+        let room = 128 - quoted.len();
+        quoted.push_str(&format!("'{}' ", truncate(&String::from_utf8_lossy(a), room)));
+    }
+    msg.push_str(&quoted);
+    Frame::Error(msg)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
