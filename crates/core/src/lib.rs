@@ -15,13 +15,16 @@
 //!   parsers and Redis error texts), `long_double` (INCRBYFLOAT's exact 80-bit arithmetic) and
 //!   `table` ([`COMMANDS`], every command Tandem serves, for arity checks and COMMAND).
 //! - [`keyspace`]: [`Keyspace`], the map from key to (value, checksum, deadline): entry layout,
-//!   hash-ordered store, expiry index, SCAN cursor, snapshot records, checksum verification.
+//!   store (hash table + ordered key hashes), expiry index, SCAN cursor, snapshot records,
+//!   checksum verification and the repair primitives.
 //! - [`glob`]: Redis's glob matching for KEYS and SCAN MATCH.
 //!
 //! The checksum rule: every value's checksum is computed once, in `parse` (or in `apply` for a
 //! value derived from a stored one), and travels unchanged through the log and snapshots. Every
 //! read verifies it before replying; a value that fails is never returned: the reply is a
-//! `-CORRUPT ...` error naming the key, counted in [`Keyspace::integrity`].
+//! `-CORRUPT ...` error naming the key, counted in [`Keyspace::integrity`]. The server repairs
+//! such a key from another node with [`Keyspace::repair_value`] (or, if a write met the bad
+//! bytes first, [`Keyspace::restore_key`]); see the `keyspace` module doc.
 
 pub mod batch;
 pub mod commands;

@@ -4,7 +4,8 @@
 //! redis-server 7.0.15 and recorded every reply into `*.golden`. This test replays the same
 //! scripts through Tandem's `parse` + `Keyspace` (one batch per write, as the server does) and
 //! requires byte-identical replies. `!sleep N` advances Tandem's clock by N ms instead of
-//! sleeping. To add a case: edit the `.redis` script, re-run the tool against a local
+//! sleeping; `~` compares arrays unordered; `%` compares integers by class (-2, -1, 0, +) where
+//! the value depends on the recording clock. To add a case: edit the `.redis` script, re-run the tool against a local
 //! redis-server, review the diff of the `.golden` file.
 
 use bytes::Bytes;
@@ -14,8 +15,9 @@ use tandem_core::{parse, Batch, Command, Frame, Keyspace, Op, ParseContext};
 /// The replay clock starts at 2026-01-01T00:00:00Z.
 const T0_MS: i64 = 1_767_225_600_000;
 
-fn render(frame: &Frame, unordered: bool) -> String {
+fn render(frame: &Frame, unordered: bool, classify: bool) -> String {
     match frame {
+        Frame::Integer(n) if classify && *n > 0 => ":+".to_string(),
         Frame::Simple(s) => format!("+{s}"),
         Frame::Error(e) => format!("-{e}"),
         Frame::Integer(n) => format!(":{n}"),
@@ -23,7 +25,10 @@ fn render(frame: &Frame, unordered: bool) -> String {
         Frame::Null => "nil".to_string(),
         Frame::NullArray => "nilarray".to_string(),
         Frame::Array(items) => {
-            let mut items: Vec<String> = items.iter().map(|f| render(f, unordered)).collect();
+            let mut items: Vec<String> = items
+                .iter()
+                .map(|f| render(f, unordered, classify))
+                .collect();
             if unordered {
                 items.sort();
             }
@@ -145,11 +150,14 @@ fn replay(name: &str) {
             .next()
             .and_then(|l| l.strip_prefix("=> "))
             .unwrap_or_else(|| panic!("{path}: no reply recorded after {line:?}"));
-        let (unordered, cmd) = match line.strip_prefix("~ ") {
-            Some(rest) => (true, rest),
-            None => (false, line),
+        let (unordered, classify, cmd) = if let Some(rest) = line.strip_prefix("~ ") {
+            (true, false, rest)
+        } else if let Some(rest) = line.strip_prefix("% ") {
+            (false, true, rest)
+        } else {
+            (false, false, line)
         };
-        let got = render(&r.run(&tokens(cmd)), unordered);
+        let got = render(&r.run(&tokens(cmd)), unordered, classify);
         cases += 1;
         if got != want {
             failures.push(format!("{cmd}\n    redis:  {want}\n    tandem: {got}"));
@@ -182,4 +190,9 @@ fn keys_match_redis() {
 #[test]
 fn random_floats_match_redis() {
     replay("floats");
+}
+
+#[test]
+fn random_mixes_match_redis() {
+    replay("mixed");
 }

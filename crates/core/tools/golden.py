@@ -9,6 +9,8 @@ Usage (redis-server 7.0 listening on port 7777, e.g.
 Script syntax, one command per line:
     SET k "two words"      tokens: bare words, or "..." with \\" \\\\ \\xNN \\r \\n \\t escapes
     ~ KEYS *               `~` compares arrays as unordered (sorted, recursively)
+    % TTL k                `%` compares an integer reply by class only: -2, -1, 0 or + (for
+                           times that depend on the recording clock)
     !sleep 150             wait 150 ms (the Rust replay advances its clock instead)
     # comment
 Each script starts from FLUSHALL. The .golden file repeats every line and, for commands, the
@@ -55,7 +57,8 @@ def escape(b):
         else: out.append("\\x%02x" % c)
     return '"' + "".join(out) + '"'
 
-def render(r, unordered):
+def render(r, unordered, classify=False):
+    if classify and isinstance(r, int): return ":%s" % (r if r <= 0 else "+")
     if r is Null: return "nil"
     if r is NullArray: return "nilarray"
     if isinstance(r, int): return ":%d" % r
@@ -103,8 +106,9 @@ def main(paths):
                 time.sleep(int(line.split()[1]) / 1000.0)
                 continue
             unordered = line.startswith("~ ")
-            args = tokens(line[2:] if unordered else line)
-            out.append("=> " + render(c.cmd(args), unordered))
+            classify = line.startswith("% ")
+            args = tokens(line[2:] if unordered or classify else line)
+            out.append("=> " + render(c.cmd(args), unordered, classify))
         target = path.rsplit(".", 1)[0] + ".golden"
         open(target, "w", encoding="utf-8").write("\n".join(out) + "\n")
         print("wrote", target)

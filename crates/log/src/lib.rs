@@ -26,10 +26,13 @@
 //! - `syncer` — the once-a-second fdatasync thread of [`FsyncPolicy::EverySec`].
 //! - `log` — [`Log`], the handle: submits requests, serves reads from the cache or `pread`,
 //!   reports [`LogStats`].
+//! - [`check()`] — offline verification for `tandem check`: what open would find, changing
+//!   nothing ([`CheckReport`]).
 //! - [`error`] — [`LogError`] for open, [`TruncatedTail`] for what open dropped.
 //! - `sys` — the system calls std lacks: fallocate, directory fsync, flock.
 //! - [`fuzzing`] — the properties a fuzz target for the record, segment and meta decoders
 //!   checks, shared with this crate's seeded tests.
+//! - [`layout`] — file names and record sizes, for tests and tools that look at the files.
 //!
 //! # How a write flows
 //!
@@ -40,6 +43,7 @@
 //! pile up during that fdatasync, so the next group is bigger: the cost of one fdatasync is
 //! shared by many appends.
 
+mod check;
 pub mod config;
 pub mod error;
 pub mod fuzzing;
@@ -53,6 +57,7 @@ mod syncer;
 mod sys;
 mod writer;
 
+pub use crate::check::{check, check_entries, verify_dir, CheckReport, Problem};
 pub use crate::config::{FsyncPolicy, LogConfig, UnknownFsyncPolicy};
 pub use crate::error::{LogError, TruncatedTail};
 pub use crate::log::{Log, LogStats, OpenReport};

@@ -12,6 +12,7 @@ use crate::config::LogConfig;
 use crate::error::{LogError, TruncatedTail};
 use crate::log::OpenReport;
 use crate::meta::{read_meta, remove_meta_tmp, write_meta, Committed};
+use crate::record::RECORD_HEADER_LEN;
 use crate::segment::{
     decode_header, parse_segment_file_name, scan_segment, ScanStop, ScannedMarker,
     SEGMENT_HEADER_LEN,
@@ -97,7 +98,7 @@ pub(crate) fn recover(dir: &Path, cfg: &LogConfig) -> Result<Recovered, LogError
         markers,
         cut,
         nonzero_end,
-    } = verify_segments(&names, true)?;
+    } = verify_segments(&names, true, &mut |_| Ok(()))?;
 
     let mut truncated_tail = None;
     if let Some(cut) = cut {
@@ -265,11 +266,21 @@ pub(crate) struct Verified {
     pub nonzero_end: u64,
 }
 
+/// An entry shown to the visitor of [`verify_segments`].
+pub(crate) struct VisitedEntry<'a> {
+    pub index: u64,
+    pub payload: &'a [u8],
+    pub path: &'a Path,
+    pub offset: u64,
+}
+
 /// Reads and verifies the segment files `names` (sorted by first index), stopping at the first
-/// problem. Changes nothing on disk; `writable` only chooses how the files are opened.
+/// problem, and shows every valid entry to `visit` (an error from it stops the verification).
+/// Changes nothing on disk; `writable` only chooses how the files are opened.
 pub(crate) fn verify_segments(
     names: &[(u64, PathBuf)],
     writable: bool,
+    visit: &mut dyn FnMut(VisitedEntry<'_>) -> Result<(), LogError>,
 ) -> Result<Verified, LogError> {
     let mut segments: Vec<Segment> = Vec::new();
     // The latest committed marker of each kept segment.
@@ -347,6 +358,15 @@ pub(crate) fn verify_segments(
             )),
             (ScanStop::Invalid(reason), _) => Some((reason.clone(), false)),
         };
+        for (i, loc) in scan.entries.iter().enumerate() {
+            let at = loc.offset as usize + RECORD_HEADER_LEN;
+            visit(VisitedEntry {
+                index: first + i as u64,
+                payload: &buf[at..at + loc.len as usize],
+                path,
+                offset: loc.offset as u64,
+            })?;
+        }
         expected = Some(scan.next_index(*first));
         markers.push(scan.latest_marker);
         segments.push(Segment {

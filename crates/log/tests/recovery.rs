@@ -317,3 +317,77 @@ fn leftover_temp_files_are_removed_and_other_files_left_alone() {
     assert!(dir.path().join("README").exists());
     assert_entries(&log, 1..6, 1..=5);
 }
+
+#[test]
+fn check_reports_what_open_would_find_and_changes_nothing() {
+    let base = pristine(20, cfg());
+    let report = tandem_log::check(base.path()).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!((report.first_index, report.last_index), (Some(1), Some(20)));
+    assert_eq!((report.segments, report.entries_verified), (1, 20));
+    assert_eq!(
+        (report.torn_tail.clone(), report.damage.clone()),
+        (None, None)
+    );
+
+    // A torn tail is reported, not cut.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(base.path(), dir.path());
+    let seg = dir.path().join(segment_file_name(1));
+    let start = record_offset(1, 20);
+    overwrite(&seg, start + 5, &[0; 8]);
+    let before = fs::read(&seg).unwrap();
+    let report = tandem_log::check(dir.path()).unwrap();
+    assert!(report.is_ok());
+    assert_eq!(report.torn_tail.as_ref().map(|p| p.offset), Some(start));
+    assert_eq!(report.last_index, Some(19));
+    assert_eq!(fs::read(&seg).unwrap(), before, "check changed the file");
+
+    // Damage in the middle is reported with file and offset.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(base.path(), dir.path());
+    let seg = dir.path().join(segment_file_name(1));
+    let start = record_offset(1, 4);
+    flip(&seg, start + 17);
+    let report = tandem_log::check(dir.path()).unwrap();
+    assert!(!report.is_ok());
+    let damage = report.damage.unwrap();
+    assert_eq!((damage.file, damage.offset), (seg, start));
+}
+
+#[test]
+fn check_entries_shows_every_live_payload_and_names_a_rejected_one() {
+    let dir = pristine(30, small(512, 0));
+    let (log, _) = open(dir.path(), small(512, 0));
+    log.purge_upto(10, Bytes::from_static(b"p")).unwrap();
+    log.close().unwrap();
+
+    let mut seen = Vec::new();
+    let report = tandem_log::verify_dir(dir.path(), |index, p| {
+        assert_eq!(p, &payload(index)[..]);
+        seen.push(index);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, (11..=30).collect::<Vec<_>>());
+    assert_eq!(report.purged_index, Some(10));
+    assert_eq!(
+        (report.first_index, report.last_index),
+        (Some(11), Some(30))
+    );
+
+    let err = tandem_log::check_entries(dir.path(), |index, _| {
+        if index == 17 {
+            Err("does not decode".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("entry 17 was rejected: does not decode"),
+        "{msg}"
+    );
+    assert!(msg.contains(".seg"), "{msg}");
+}

@@ -38,16 +38,17 @@ impl LongDouble {
 
     /// Redis's `string2ld`: the whole input must be a `strtold` number (decimal, hex, `inf`,
     /// `infinity`), without leading space; NaN, overflow to infinity and underflow to zero are
-    /// rejected. As in Redis (which hands a C string to `strtold`), input stops at a NUL byte.
+    /// rejected, and so is any input containing a NUL byte.
     pub fn parse(input: &[u8]) -> Option<LongDouble> {
         if input.is_empty() || input.len() >= INPUT_MAX_BYTES {
             return None;
         }
-        let s = match input.iter().position(|&b| b == 0) {
-            Some(0) => return Some(LongDouble::ZERO), // strtold("") converts nothing: 0
-            Some(nul) => &input[..nul],
-            None => input,
-        };
+        // Redis also requires strtold to consume exactly `len` bytes, so a NUL byte anywhere
+        // (where C's strtold would stop) makes the input invalid.
+        if input.contains(&0) {
+            return None;
+        }
+        let s = input;
         let (neg, body) = match s[0] {
             b'-' => (true, &s[1..]),
             b'+' => (false, &s[1..]),
@@ -683,7 +684,8 @@ mod tests {
         ] {
             assert!(LongDouble::parse(ok.as_bytes()).is_some(), "{ok:?}");
         }
-        assert_eq!(LongDouble::parse(b"1\x00garbage"), LongDouble::parse(b"1"));
+        assert_eq!(LongDouble::parse(b"1\x00"), None);
+        assert_eq!(LongDouble::parse(b"\x00\x00\x001"), None);
     }
 
     #[test]

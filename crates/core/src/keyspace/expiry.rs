@@ -3,7 +3,7 @@
 //!
 //! Elements are `(expire_at_ms, key_hash)`: 16 bytes instead of a copy of the key. Two keys with
 //! the same 64-bit hash AND the same deadline share one element; the store removes an element
-//! only when no key of that hash slot still has that deadline (see `Store::unindex_expiry`).
+//! only when no key with that hash still has that deadline (see `Store::unindex_expiry`).
 
 use std::collections::BTreeSet;
 

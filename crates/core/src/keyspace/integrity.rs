@@ -16,6 +16,11 @@ use super::entry::Entry;
 /// 512 MiB; an error reply should not be).
 pub const KEY_DISPLAY_MAX_BYTES: usize = 128;
 
+/// Corruption detections logged one by one before sampling starts.
+pub const CORRUPT_LOG_BURST: u64 = 100;
+/// After the burst, one detection in this many is logged (the counter has them all).
+pub const CORRUPT_LOG_EVERY: u64 = 1000;
+
 /// Counters for INFO and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IntegrityStats {
@@ -44,15 +49,20 @@ impl Integrity {
     }
 
     fn corrupt(&self, entry: &Entry) -> Frame {
-        self.corrupt_detected.fetch_add(1, Ordering::Relaxed);
+        let seen_before = self.corrupt_detected.fetch_add(1, Ordering::Relaxed);
         let key = escape_key(entry.key());
         let algorithm = entry.algorithm().map_or("unknown", |a| a.name());
-        tracing::error!(
-            key = %key,
-            algorithm = %algorithm,
-            value_len = entry.raw_value().len(),
-            "stored value failed its checksum; not returned"
-        );
+        // A hot corrupt key read in a loop must not flood the log: the first
+        // CORRUPT_LOG_BURST detections are logged, then one in CORRUPT_LOG_EVERY.
+        if seen_before < CORRUPT_LOG_BURST || seen_before % CORRUPT_LOG_EVERY == 0 {
+            tracing::error!(
+                key = %key,
+                algorithm = %algorithm,
+                value_len = entry.raw_value().len(),
+                corrupt_detected = seen_before + 1,
+                "stored value failed its checksum; not returned"
+            );
+        }
         Frame::error(format!(
             "CORRUPT value of key '{key}' failed its {algorithm} checksum"
         ))

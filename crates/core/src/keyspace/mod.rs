@@ -8,6 +8,13 @@
 //! - `record.rs`: the snapshot record of one key ([`Keyspace::for_each_record`]).
 //! - `integrity.rs`: checksum verification on the way out, the CORRUPT reply and its counter.
 //!
+//! Repair (the server drives it; the keyspace only checks): a value that fails its checksum is
+//! restored from another node's copy with [`Keyspace::repair_value`], which accepts only bytes
+//! matching the stored checksum. If a write met the corrupt bytes first, the key is *diverged*
+//! (other nodes applied the write, this one could not): it is refused by reads until a
+//! value-independent write overwrites it or [`Keyspace::restore_key`] installs a healthy node's
+//! state; [`Keyspace::verify_values`] lets the primary refuse such writes before proposing.
+//!
 //! Reads take `&self` (many connection tasks under a shared lock); they never mutate state,
 //! only two interior-mutable side channels: the corruption counter (atomic) and the short list
 //! of keys a read found expired (a mutex taken only on that rare path). `apply` takes `&mut self`
@@ -31,10 +38,11 @@ use tandem_resp::Frame;
 use crate::batch::{Batch, Op};
 use crate::commands::{digest, keys, strings, ReadCmd, WriteCmd};
 
-pub use entry::{Entry, NO_EXPIRY};
-pub use integrity::{escape_key, IntegrityStats};
+pub(crate) use entry::Entry;
+pub use entry::NO_EXPIRY;
+pub use integrity::{escape_key, IntegrityStats, KEY_DISPLAY_MAX_BYTES};
 pub use record::{LoadError, RECORD_VERSION};
-pub use scan::ScanPage;
+pub use scan::{ScanPage, RANDOM_KEY_PROBE_MAX};
 pub use store::key_hash;
 
 pub(crate) use integrity::Integrity;
