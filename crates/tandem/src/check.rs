@@ -45,7 +45,8 @@ impl CheckReport {
 pub fn check(data_dir: &Path) -> CheckReport {
     let mut r = CheckReport::default();
     if !data_dir.is_dir() {
-        r.faults.push(format!("{} is not a directory", data_dir.display()));
+        r.faults
+            .push(format!("{} is not a directory", data_dir.display()));
         return r;
     }
     let identity = data_dir.join("identity.toml");
@@ -54,7 +55,10 @@ pub fn check(data_dir: &Path) -> CheckReport {
             Ok(t) if t.contains_key("cluster_id") && t.contains_key("node_id") => {
                 r.lines.push(format!("identity: {} ok", identity.display()))
             }
-            Ok(_) => r.faults.push(format!("{}: missing cluster_id or node_id", identity.display())),
+            Ok(_) => r.faults.push(format!(
+                "{}: missing cluster_id or node_id",
+                identity.display()
+            )),
             Err(e) => r.faults.push(format!("{}: {e}", identity.display())),
         },
         Err(e) => r.faults.push(format!("{}: {e}", identity.display())),
@@ -126,9 +130,9 @@ fn verify_batch_values(batch: &tandem_core::Batch) -> Result<u64, String> {
         let Op::Write(w) = op else { continue };
         match w {
             WriteCmd::String(StringWrite::Set(args)) => values.push((&args.key, &args.value)),
-            WriteCmd::String(StringWrite::SetNx { key, value } | StringWrite::GetSet { key, value }) => {
-                values.push((key, value))
-            }
+            WriteCmd::String(
+                StringWrite::SetNx { key, value } | StringWrite::GetSet { key, value },
+            ) => values.push((key, value)),
             WriteCmd::String(StringWrite::MSet(kvs) | StringWrite::MSetNx(kvs)) => {
                 values.extend(kvs.iter().map(|(k, v)| (&k[..], v)))
             }

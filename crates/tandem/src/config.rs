@@ -54,7 +54,7 @@ pub struct ServerArgs {
     pub appendfsync: Option<String>,
 
     /// Enable DEBUG commands that damage data on purpose (for tests). [default: false]
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub enable_debug_commands: Option<bool>,
 
     /// Password clients must send with AUTH (or HELLO ... AUTH). [default: none]
@@ -102,7 +102,7 @@ pub struct ServerArgs {
 
     /// At start-up, truncate the log at a damaged record instead of refusing to start (loses
     /// every entry from that record on). [default: false]
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub force_truncate_log: Option<bool>,
 
     /// Active expiry cycles per second (Redis's hz). [default: 10]
@@ -164,9 +164,10 @@ impl ServerConfig {
     /// Resolves flags, the config file they name, and defaults; validates every value.
     pub fn resolve(mut flags: ServerArgs) -> Result<ServerConfig, String> {
         if let Some(path) = &flags.config {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-            let mut file: ServerArgs =
-                toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            let mut file: ServerArgs = toml::from_str(&text)
+                .map_err(|e| format!("config file {}: {e}", path.display()))?;
             merge!(
                 flags,
                 file,
@@ -196,7 +197,9 @@ impl ServerConfig {
         }
         let port = flags.port.unwrap_or(6379);
         let checksum_algorithm = match &flags.checksum_algorithm {
-            Some(s) => s.parse::<Algorithm>().map_err(|e| format!("--checksum-algorithm: {e}"))?,
+            Some(s) => s
+                .parse::<Algorithm>()
+                .map_err(|e| format!("--checksum-algorithm: {e}"))?,
             None => Algorithm::DEFAULT,
         };
         let appendfsync = match &flags.appendfsync {
@@ -212,7 +215,9 @@ impl ServerConfig {
         }
         let log_segment_bytes = flags.log_segment_bytes.unwrap_or(64 << 20);
         if log_segment_bytes < (1 << 20) {
-            return Err(format!("--log-segment-bytes must be at least 1048576, got {log_segment_bytes}"));
+            return Err(format!(
+                "--log-segment-bytes must be at least 1048576, got {log_segment_bytes}"
+            ));
         }
         Ok(ServerConfig {
             port,
@@ -225,20 +230,41 @@ impl ServerConfig {
             enable_debug_commands: flags.enable_debug_commands.unwrap_or(false),
             requirepass: flags.requirepass.filter(|p| !p.is_empty()),
             maxclients: positive("maxclients", flags.maxclients.unwrap_or(10_000))?,
-            proto_max_bulk_len: positive("proto-max-bulk-len", flags.proto_max_bulk_len.unwrap_or(512 << 20))?,
-            proto_max_array_len: positive("proto-max-array-len", flags.proto_max_array_len.unwrap_or(1 << 20))?,
-            proto_max_inline_len: positive("proto-max-inline-len", flags.proto_max_inline_len.unwrap_or(64 << 10))?,
+            proto_max_bulk_len: positive(
+                "proto-max-bulk-len",
+                flags.proto_max_bulk_len.unwrap_or(512 << 20),
+            )?,
+            proto_max_array_len: positive(
+                "proto-max-array-len",
+                flags.proto_max_array_len.unwrap_or(1 << 20),
+            )?,
+            proto_max_inline_len: positive(
+                "proto-max-inline-len",
+                flags.proto_max_inline_len.unwrap_or(64 << 10),
+            )?,
             client_query_buffer_limit: positive(
                 "client-query-buffer-limit",
                 flags.client_query_buffer_limit.unwrap_or(1 << 30),
             )?,
-            pipeline_batch_max: positive("pipeline-batch-max", flags.pipeline_batch_max.unwrap_or(1024))?,
-            write_timeout: Duration::from_millis(positive("write-timeout-ms", flags.write_timeout_ms.unwrap_or(10_000))?),
-            snapshot_entries: positive("snapshot-entries", flags.snapshot_entries.unwrap_or(100_000))?,
+            pipeline_batch_max: positive(
+                "pipeline-batch-max",
+                flags.pipeline_batch_max.unwrap_or(1024),
+            )?,
+            write_timeout: Duration::from_millis(positive(
+                "write-timeout-ms",
+                flags.write_timeout_ms.unwrap_or(10_000),
+            )?),
+            snapshot_entries: positive(
+                "snapshot-entries",
+                flags.snapshot_entries.unwrap_or(100_000),
+            )?,
             log_segment_bytes,
             force_truncate_log: flags.force_truncate_log.unwrap_or(false),
             hz,
-            active_expire_keys_max: positive("active-expire-keys-max", flags.active_expire_keys_max.unwrap_or(1000))?,
+            active_expire_keys_max: positive(
+                "active-expire-keys-max",
+                flags.active_expire_keys_max.unwrap_or(1000),
+            )?,
             log_level: flags.log_level.unwrap_or_else(|| "info".into()),
             config_file: flags.config,
         })
@@ -248,6 +274,47 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServerArgs,
+    }
+
+    fn parse_flags(flags: &[&str]) -> Result<ServerConfig, String> {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(std::iter::once("tandem").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        ServerConfig::resolve(cli.args)
+    }
+
+    #[test]
+    fn boolean_flags_work_bare_or_with_a_value() {
+        assert!(
+            parse_flags(&["--enable-debug-commands"])
+                .unwrap()
+                .enable_debug_commands
+        );
+        assert!(
+            parse_flags(&["--enable-debug-commands", "true"])
+                .unwrap()
+                .enable_debug_commands
+        );
+        assert!(
+            !parse_flags(&["--enable-debug-commands", "false"])
+                .unwrap()
+                .enable_debug_commands
+        );
+        assert!(parse_flags(&["--enable-debug-commands", "maybe"]).is_err());
+        let c =
+            parse_flags(&["--port", "7000", "--appendfsync", "no", "--data-dir", "/x"]).unwrap();
+        assert_eq!(c.port, 7000);
+        assert!(matches!(c.appendfsync, FsyncPolicy::No));
+        assert!(
+            parse_flags(&["--port", "70000"]).is_err(),
+            "out-of-range port is refused"
+        );
+    }
 
     #[test]
     fn defaults_are_sensible() {
@@ -264,7 +331,11 @@ mod tests {
     fn flags_override_the_file_and_the_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tandem.toml");
-        std::fs::write(&path, "port = 7000\nappendfsync = \"everysec\"\nchecksum-algorithm = \"blake3\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "port = 7000\nappendfsync = \"everysec\"\nchecksum-algorithm = \"blake3\"\n",
+        )
+        .unwrap();
         let flags = ServerArgs {
             config: Some(path),
             port: Some(7001),
@@ -272,20 +343,43 @@ mod tests {
         };
         let c = ServerConfig::resolve(flags).unwrap();
         assert_eq!(c.port, 7001, "flag wins");
-        assert!(matches!(c.appendfsync, FsyncPolicy::EverySec), "file wins over default");
+        assert!(
+            matches!(c.appendfsync, FsyncPolicy::EverySec),
+            "file wins over default"
+        );
         assert_eq!(c.checksum_algorithm, Algorithm::Blake3);
     }
 
     #[test]
     fn bad_values_are_refused_with_a_clear_message() {
         let bad = |f: ServerArgs| ServerConfig::resolve(f).unwrap_err();
-        assert!(bad(ServerArgs { checksum_algorithm: Some("sha3".into()), ..Default::default() }).contains("sha3"));
-        assert!(bad(ServerArgs { appendfsync: Some("sometimes".into()), ..Default::default() }).contains("appendfsync"));
-        assert!(bad(ServerArgs { node_id: Some(0), ..Default::default() }).contains("node-id"));
-        assert!(bad(ServerArgs { hz: Some(0), ..Default::default() }).contains("hz"));
+        assert!(bad(ServerArgs {
+            checksum_algorithm: Some("sha3".into()),
+            ..Default::default()
+        })
+        .contains("sha3"));
+        assert!(bad(ServerArgs {
+            appendfsync: Some("sometimes".into()),
+            ..Default::default()
+        })
+        .contains("appendfsync"));
+        assert!(bad(ServerArgs {
+            node_id: Some(0),
+            ..Default::default()
+        })
+        .contains("node-id"));
+        assert!(bad(ServerArgs {
+            hz: Some(0),
+            ..Default::default()
+        })
+        .contains("hz"));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
         std::fs::write(&path, "no-such-setting = 1\n").unwrap();
-        assert!(bad(ServerArgs { config: Some(path), ..Default::default() }).contains("no-such-setting"));
+        assert!(bad(ServerArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .contains("no-such-setting"));
     }
 }

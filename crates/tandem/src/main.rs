@@ -7,7 +7,11 @@ use tandem::config::{ServerArgs, ServerConfig};
 use tandem::consensus::{ConsensusConfig, Node};
 
 #[derive(Parser)]
-#[command(name = "tandem", version, about = "A replicated, checksummed key-value database that speaks RESP")]
+#[command(
+    name = "tandem",
+    version,
+    about = "A replicated, checksummed key-value database that speaks RESP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -37,7 +41,9 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config.log_level);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build();
             let rt = match rt {
                 Ok(rt) => rt,
                 Err(e) => {

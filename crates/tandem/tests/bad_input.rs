@@ -47,6 +47,12 @@ struct Case {
 fn cases(seed: u64) -> Vec<Case> {
     let mut garbage = vec![0u8; 1024 * 1024];
     StdRng::seed_from_u64(seed).fill_bytes(&mut garbage);
+    // Without quotes the inline parser gets past the first line: hundreds of random inline
+    // commands, each an unknown command, until a line happens to start like a RESP array.
+    let unquoted: Vec<u8> = garbage
+        .iter()
+        .map(|&b| if b == b'"' || b == b'\'' { b'q' } else { b })
+        .collect();
     let c = |name, bytes: &[u8], expect| Case {
         name,
         bytes: bytes.to_vec(),
@@ -116,6 +122,11 @@ fn cases(seed: u64) -> Vec<Case> {
         ),
         c("1 MiB of random bytes", &garbage, Expect::OnlyErrors),
         c(
+            "1 MiB of random bytes without quotes",
+            &unquoted,
+            Expect::OnlyErrors,
+        ),
+        c(
             "half a request, then disconnect",
             b"*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$5\r\nab",
             Expect::Disconnect,
@@ -165,6 +176,11 @@ fn run_case(port: u16, case: &Case, keep: &[(String, String)]) -> Result<(), Str
         _ => Duration::from_secs(10),
     };
     let (reply, closed) = conn.read_until_close(wait);
+    eprintln!(
+        "    reply {} (connection {})",
+        show_bytes(&reply[..reply.len().min(200)]),
+        if closed { "closed" } else { "open" }
+    );
     let got = || {
         format!(
             "got {} (connection {})",

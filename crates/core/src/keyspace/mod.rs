@@ -97,6 +97,7 @@ pub struct Keyspace {
 }
 
 impl Keyspace {
+    /// An empty keyspace.
     pub fn new() -> Self {
         Self::default()
     }
@@ -155,6 +156,7 @@ impl Keyspace {
         self.store.len()
     }
 
+    /// No keys at all (expired or not).
     pub fn is_empty(&self) -> bool {
         self.store.len() == 0
     }

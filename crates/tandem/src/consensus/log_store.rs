@@ -76,11 +76,27 @@ fn encode<T: serde::Serialize>(value: &T) -> io::Result<Bytes> {
 
 impl LogStore {
     /// Wraps an opened log. `report` is what `Log::open` found on disk.
-    pub fn new(log: Arc<Log>, report: &tandem_log::OpenReport, purge_floor: PurgeFloor) -> io::Result<Self> {
+    pub fn new(
+        log: Arc<Log>,
+        report: &tandem_log::OpenReport,
+        purge_floor: PurgeFloor,
+    ) -> io::Result<Self> {
         let mut cached = Cached {
-            vote: report.vote.as_deref().map(|b| decode("vote", b)).transpose()?,
-            committed: report.committed.as_deref().map(|b| decode("committed log id", b)).transpose()?,
-            last_purged: report.purged.as_deref().map(|b| decode("purged log id", b)).transpose()?,
+            vote: report
+                .vote
+                .as_deref()
+                .map(|b| decode("vote", b))
+                .transpose()?,
+            committed: report
+                .committed
+                .as_deref()
+                .map(|b| decode("committed log id", b))
+                .transpose()?,
+            last_purged: report
+                .purged
+                .as_deref()
+                .map(|b| decode("purged log id", b))
+                .transpose()?,
             last_log_id: None,
         };
         if let Some(last) = log.last_index() {
@@ -209,7 +225,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.cached.lock().committed)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, ReadPolicy, ServerState, SnapshotPolicy};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -134,7 +134,11 @@ pub struct DirLock(#[allow(dead_code)] std::fs::File);
 fn lock_data_dir(dir: &Path) -> io::Result<DirLock> {
     use std::os::fd::AsRawFd;
     let path = dir.join("LOCK");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
@@ -177,7 +181,10 @@ impl Node {
         let floor = PurgeFloor::default();
         let (sm, load) = StateMachine::open(&snap_dir, log.first_index(), floor.clone())?;
         if let Some((path, last, keys)) = &load.loaded {
-            info!("loaded snapshot {} (last log id {last:?}, {keys} keys)", path.display());
+            info!(
+                "loaded snapshot {} (last log id {last:?}, {keys} keys)",
+                path.display()
+            );
         }
         let snapshot_last = load.loaded.as_ref().and_then(|l| l.1);
         let mut log_store = LogStore::new(log.clone(), &report, floor)?;
@@ -251,9 +258,12 @@ impl Node {
         match tokio::time::timeout(timeout, self.raft.client_write(Proposal(batch))).await {
             Err(_) => Err(WriteError::Timeout(timeout.as_millis())),
             Ok(Ok(resp)) => Ok(resp.data.0),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(WriteError::NotAccepted(
-                format!("this node is not the primary (primary: {:?})", f.leader_id),
-            )),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(WriteError::NotAccepted(format!(
+                    "this node is not the primary (primary: {:?})",
+                    f.leader_id
+                )))
+            }
             Ok(Err(RaftError::APIError(e))) => Err(WriteError::OutcomeUnknown(e.to_string())),
             Ok(Err(RaftError::Fatal(e))) => Err(WriteError::OutcomeUnknown(e.to_string())),
         }
@@ -273,7 +283,11 @@ impl Node {
         use std::sync::atomic::Ordering;
         let stats = &self.sm.shared.stats;
         let before = stats.count.load(Ordering::Relaxed);
-        self.raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| e.to_string())?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
         while stats.count.load(Ordering::Relaxed) == before {
             if tokio::time::Instant::now() > deadline {

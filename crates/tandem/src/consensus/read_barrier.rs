@@ -12,7 +12,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-pub type BarrierFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+pub type BarrierFn =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 struct State {
     in_flight: bool,
@@ -106,12 +107,17 @@ mod tests {
             t.await.unwrap();
         }
         let n = rounds.load(Ordering::SeqCst);
-        assert!(n <= 3, "100 concurrent readers should share rounds, took {n}");
+        assert!(
+            n <= 3,
+            "100 concurrent readers should share rounds, took {n}"
+        );
     }
 
     #[tokio::test]
     async fn a_failed_round_fails_its_readers() {
-        let barrier = ReadBarrier::new(Arc::new(|| Box::pin(async { Err("not leader".to_string()) })));
+        let barrier = ReadBarrier::new(Arc::new(|| {
+            Box::pin(async { Err("not leader".to_string()) })
+        }));
         assert_eq!(barrier.wait().await, Err("not leader".to_string()));
     }
 }

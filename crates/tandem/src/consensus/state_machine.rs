@@ -223,7 +223,8 @@ impl StateMachine {
             let mut rest = &records[..];
             while rest.len() >= 4 {
                 let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                w.write_record(&rest[4..4 + len]).map_err(io::Error::other)?;
+                w.write_record(&rest[4..4 + len])
+                    .map_err(io::Error::other)?;
                 rest = &rest[4 + len..];
             }
             let info = w.finish().map_err(io::Error::other)?;
@@ -325,7 +326,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
         let (state, file_meta) = load_snapshot_file(&snapshot.path).map_err(io_err)?;
         if file_meta.last_log_id != meta.last_log_id {
             return Err(io_err(format!(
@@ -345,10 +350,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
-        Ok(self.shared.current.lock().as_ref().map(|(meta, path)| Snapshot {
-            meta: meta.clone(),
-            snapshot: SnapshotFile { path: path.clone() },
-        }))
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>, io::Error> {
+        Ok(self
+            .shared
+            .current
+            .lock()
+            .as_ref()
+            .map(|(meta, path)| Snapshot {
+                meta: meta.clone(),
+                snapshot: SnapshotFile { path: path.clone() },
+            }))
     }
 }

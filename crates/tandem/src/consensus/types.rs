@@ -14,7 +14,12 @@ pub struct Proposal(pub Batch);
 
 impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "batch(now_ms={}, ops={})", self.0.now_ms, self.0.ops.len())
+        write!(
+            f,
+            "batch(now_ms={}, ops={})",
+            self.0.now_ms,
+            self.0.ops.len()
+        )
     }
 }
 

@@ -22,7 +22,10 @@ pub fn allowed_before_auth(name: &[u8]) -> bool {
 
 /// Commands that act at once even inside MULTI instead of being queued.
 pub fn runs_inside_multi(name: &str) -> bool {
-    matches!(name, "exec" | "discard" | "multi" | "quit" | "reset" | "watch" | "unwatch")
+    matches!(
+        name,
+        "exec" | "discard" | "multi" | "quit" | "reset" | "watch" | "unwatch"
+    )
 }
 
 fn lower(b: &[u8]) -> String {
@@ -80,7 +83,10 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
         "config" => config(conn, args),
         "info" => {
             let sections: Vec<String> = args[1..].iter().map(|a| lower(a)).collect();
-            Frame::Verbatim("txt".into(), Bytes::from(info::render(&conn.shared, &sections)))
+            Frame::Verbatim(
+                "txt".into(),
+                Bytes::from(info::render(&conn.shared, &sections)),
+            )
         }
         "time" => {
             let now = std::time::SystemTime::now()
@@ -160,7 +166,9 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
             }
             if save {
                 if let Err(e) = conn.shared.node.snapshot_now().await {
-                    conn.reply(Frame::Error(format!("ERR Errors trying to SHUTDOWN. Check logs. ({e})")));
+                    conn.reply(Frame::Error(format!(
+                        "ERR Errors trying to SHUTDOWN. Check logs. ({e})"
+                    )));
                     return;
                 }
             }
@@ -169,7 +177,9 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
             return;
         }
         "debug" => debug(conn, args),
-        other => Frame::Error(format!("ERR command '{other}' is known but not served by this node")),
+        other => Frame::Error(format!(
+            "ERR command '{other}' is known but not served by this node"
+        )),
     };
     conn.reply(frame);
 }
@@ -241,7 +251,10 @@ fn hello(conn: &mut Conn, args: &[Bytes]) -> Frame {
             setname = Some(args[i + 1].clone());
             i += 2;
         } else {
-            return Frame::Error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(&args[i])));
+            return Frame::Error(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(&args[i])
+            ));
         }
     }
     if !conn.authenticated {
@@ -294,7 +307,9 @@ fn client(conn: &mut Conn, args: &[Bytes]) -> Frame {
             }
         }
         ("id", 2) => Frame::Integer(conn.info.id as i64),
-        ("info", 2) => Frame::Verbatim("txt".into(), Bytes::from(format!("{}\n", conn.info.line()))),
+        ("info", 2) => {
+            Frame::Verbatim("txt".into(), Bytes::from(format!("{}\n", conn.info.line())))
+        }
         ("list", _) => {
             let mut s = String::new();
             for c in conn.shared.clients.all() {
@@ -306,7 +321,10 @@ fn client(conn: &mut Conn, args: &[Bytes]) -> Frame {
         ("setinfo", 4) => {
             let attr = lower(&args[2]);
             let value = String::from_utf8_lossy(&args[3]).into_owned();
-            if value.chars().any(|c| c == ' ' || c == '\n' || !(' '..='~').contains(&c)) {
+            if value
+                .chars()
+                .any(|c| c == ' ' || c == '\n' || !(' '..='~').contains(&c))
+            {
                 return Frame::Error(format!(
                     "ERR {} cannot contain spaces, newlines or special characters.",
                     attr.to_uppercase()
@@ -344,9 +362,9 @@ fn client(conn: &mut Conn, args: &[Bytes]) -> Frame {
             .map(|s| Frame::Simple(s.to_string()))
             .collect(),
         ),
-        ("setname" | "getname" | "id" | "info" | "setinfo", _) => {
-            Frame::Error(format!("ERR wrong number of arguments for 'client|{sub}' command"))
-        }
+        ("setname" | "getname" | "id" | "info" | "setinfo", _) => Frame::Error(format!(
+            "ERR wrong number of arguments for 'client|{sub}' command"
+        )),
         _ => unknown_subcommand(&args[1], "client"),
     }
 }
@@ -355,7 +373,12 @@ fn command_info(spec: &CommandSpec) -> Frame {
     Frame::Array(vec![
         Frame::bulk(spec.name),
         Frame::Integer(spec.arity as i64),
-        Frame::Set(spec.flags.iter().map(|f| Frame::Simple(f.to_string())).collect()),
+        Frame::Set(
+            spec.flags
+                .iter()
+                .map(|f| Frame::Simple(f.to_string()))
+                .collect(),
+        ),
         Frame::Integer(spec.first_key as i64),
         Frame::Integer(spec.last_key as i64),
         Frame::Integer(spec.step as i64),
@@ -389,7 +412,11 @@ fn command(_conn: &mut Conn, args: &[Bytes]) -> Frame {
             Frame::Array(
                 args[2..]
                     .iter()
-                    .map(|n| tandem_core::lookup(n).map(command_info).unwrap_or(Frame::NullArray))
+                    .map(|n| {
+                        tandem_core::lookup(n)
+                            .map(command_info)
+                            .unwrap_or(Frame::NullArray)
+                    })
                     .collect(),
             )
         }
@@ -397,7 +424,10 @@ fn command(_conn: &mut Conn, args: &[Bytes]) -> Frame {
             let specs: Vec<&CommandSpec> = if args.len() == 2 {
                 COMMANDS.iter().collect()
             } else {
-                args[2..].iter().filter_map(|n| tandem_core::lookup(n)).collect()
+                args[2..]
+                    .iter()
+                    .filter_map(|n| tandem_core::lookup(n))
+                    .collect()
             };
             Frame::Map(
                 specs
@@ -429,17 +459,45 @@ fn config_items(conn: &Conn) -> Vec<(&'static str, String, bool)> {
         ("save", String::new(), false),
         ("databases", "1".into(), false),
         ("maxclients", c.maxclients.to_string(), false),
-        ("proto-max-bulk-len", c.proto_max_bulk_len.to_string(), false),
-        ("client-query-buffer-limit", c.client_query_buffer_limit.to_string(), false),
+        (
+            "proto-max-bulk-len",
+            c.proto_max_bulk_len.to_string(),
+            false,
+        ),
+        (
+            "client-query-buffer-limit",
+            c.client_query_buffer_limit.to_string(),
+            false,
+        ),
         ("hz", c.hz.to_string(), false),
         ("timeout", "0".into(), false),
-        ("requirepass", rt.requirepass.clone().unwrap_or_default(), true),
-        ("checksum-algorithm", rt.checksum_algorithm.name().into(), true),
-        ("enable-debug-commands", if c.enable_debug_commands { "yes" } else { "no" }.into(), false),
+        (
+            "requirepass",
+            rt.requirepass.clone().unwrap_or_default(),
+            true,
+        ),
+        (
+            "checksum-algorithm",
+            rt.checksum_algorithm.name().into(),
+            true,
+        ),
+        (
+            "enable-debug-commands",
+            if c.enable_debug_commands { "yes" } else { "no" }.into(),
+            false,
+        ),
         ("node-id", c.node_id.to_string(), false),
         ("snapshot-entries", c.snapshot_entries.to_string(), false),
-        ("write-timeout-ms", c.write_timeout.as_millis().to_string(), false),
-        ("pipeline-batch-max", c.pipeline_batch_max.to_string(), false),
+        (
+            "write-timeout-ms",
+            c.write_timeout.as_millis().to_string(),
+            false,
+        ),
+        (
+            "pipeline-batch-max",
+            c.pipeline_batch_max.to_string(),
+            false,
+        ),
     ]
 }
 
@@ -453,7 +511,9 @@ fn config(conn: &mut Conn, args: &[Bytes]) -> Frame {
                 if args[2..]
                     .iter()
                     .any(|p| tandem_core::glob_match(p, name.as_bytes(), true))
-                    && !out.iter().any(|(n, _): &(Frame, Frame)| n == &Frame::bulk(*name))
+                    && !out
+                        .iter()
+                        .any(|(n, _): &(Frame, Frame)| n == &Frame::bulk(*name))
                 {
                     out.push((Frame::bulk(*name), Frame::bulk(value.clone())));
                 }
@@ -518,8 +578,12 @@ fn config(conn: &mut Conn, args: &[Bytes]) -> Frame {
             }
             Frame::ok()
         }
-        "rewrite" => Frame::error("ERR CONFIG REWRITE is not supported: edit the file given with --config"),
-        "get" | "set" | "resetstat" => Frame::Error(format!("ERR wrong number of arguments for 'config|{sub}' command")),
+        "rewrite" => {
+            Frame::error("ERR CONFIG REWRITE is not supported: edit the file given with --config")
+        }
+        "get" | "set" | "resetstat" => Frame::Error(format!(
+            "ERR wrong number of arguments for 'config|{sub}' command"
+        )),
         _ => unknown_subcommand(&args[1], "config"),
     }
 }
@@ -534,7 +598,11 @@ async fn wait(args: &[Bytes]) -> Frame {
     // A single node has no replicas: like Redis with none attached, WAIT returns 0 at once when
     // nothing is asked, else after its timeout. A timeout of 0 is capped rather than blocking forever.
     if n > 0 {
-        let ms = if timeout == 0 { 1000 } else { timeout.min(60_000) } as u64;
+        let ms = if timeout == 0 {
+            1000
+        } else {
+            timeout.min(60_000)
+        } as u64;
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     Frame::Integer(0)
@@ -550,7 +618,13 @@ fn debug(conn: &mut Conn, args: &[Bytes]) -> Frame {
     let sub = lower(&args[1]);
     match (sub.as_str(), args.len()) {
         ("corrupt", 3) => {
-            let hit = conn.shared.node.state().write().keyspace.debug_corrupt(&args[2]);
+            let hit = conn
+                .shared
+                .node
+                .state()
+                .write()
+                .keyspace
+                .debug_corrupt(&args[2]);
             if hit {
                 Frame::ok()
             } else {
@@ -558,7 +632,10 @@ fn debug(conn: &mut Conn, args: &[Bytes]) -> Frame {
             }
         }
         ("sleep", 3) => {
-            let secs: f64 = std::str::from_utf8(&args[2]).ok().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            let secs: f64 = std::str::from_utf8(&args[2])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0.0);
             std::thread::sleep(Duration::from_secs_f64(secs.clamp(0.0, 10.0)));
             Frame::ok()
         }

@@ -39,7 +39,12 @@ pub struct Registry {
 
 impl Registry {
     /// Registers a connection, or None when `max` clients are already connected.
-    pub fn register(&self, addr: SocketAddr, laddr: SocketAddr, max: usize) -> Option<Arc<ClientInfo>> {
+    pub fn register(
+        &self,
+        addr: SocketAddr,
+        laddr: SocketAddr,
+        max: usize,
+    ) -> Option<Arc<ClientInfo>> {
         let mut clients = self.clients.lock();
         if clients.len() >= max {
             return None;

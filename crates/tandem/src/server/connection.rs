@@ -51,9 +51,17 @@ pub struct Conn {
 pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr) {
     let _ = socket.set_nodelay(true);
     let laddr = socket.local_addr().unwrap_or(peer);
-    let Some(info) = shared.clients.register(peer, laddr, shared.config.maxclients) else {
-        shared.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
-        let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+    let Some(info) = shared
+        .clients
+        .register(peer, laddr, shared.config.maxclients)
+    else {
+        shared
+            .stats
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = socket
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
         return;
     };
     let id = info.id;
@@ -90,7 +98,10 @@ impl Conn {
             if n == 0 {
                 return Ok(());
             }
-            self.shared.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            self.shared
+                .stats
+                .net_input_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
             self.barrier_fresh = false;
             loop {
                 match parser.parse(&mut buf) {
@@ -109,7 +120,10 @@ impl Conn {
                     Ok(None) => break,
                     Err(e) => {
                         self.flush_pending().await;
-                        self.shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .stats
+                            .protocol_errors
+                            .fetch_add(1, Ordering::Relaxed);
                         self.reply(Frame::Error(format!("ERR {e}")));
                         self.close = true;
                         break;
@@ -162,7 +176,10 @@ impl Conn {
 
     async fn handle(&mut self, args: Vec<Bytes>) {
         let shared = self.shared.clone();
-        shared.stats.commands_processed.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .commands_processed
+            .fetch_add(1, Ordering::Relaxed);
         self.info.touch();
         let name = &args[0];
 
@@ -191,6 +208,20 @@ impl Conn {
 
         match tandem_core::parse(&args, &self.parse_context()) {
             Some(Ok(Command::Write(w))) => {
+                // A write that derives its value from stored bytes (APPEND, INCR, ...) must not be
+                // proposed if this node's copy is corrupt: verify first. The pipeline's earlier
+                // writes may replace that copy, so on a failure apply them and look again.
+                if !w.value_keys().is_empty() {
+                    let mut verdict = self.verify_stored(&w);
+                    if verdict.is_err() && !self.pending.is_empty() {
+                        self.flush_pending().await;
+                        verdict = self.verify_stored(&w);
+                    }
+                    if let Err(frame) = verdict {
+                        self.flush_pending().await;
+                        return self.reply(frame);
+                    }
+                }
                 self.pending.push(Op::Write(w));
                 if self.pending.len() >= shared.config.pipeline_batch_max {
                     self.flush_pending().await;
@@ -218,11 +249,22 @@ impl Conn {
         }
     }
 
+    fn verify_stored(&self, w: &tandem_core::WriteCmd) -> Result<(), Frame> {
+        self.shared
+            .node
+            .state()
+            .read()
+            .keyspace
+            .verify_values(w.value_keys(), now_ms())
+    }
+
     /// Queues a command inside MULTI (or records why it cannot be queued).
     fn queue(&mut self, args: Vec<Bytes>) {
         let ctx = self.parse_context();
         let parsed = tandem_core::parse(&args, &ctx);
-        let Some(multi) = self.multi.as_mut() else { return };
+        let Some(multi) = self.multi.as_mut() else {
+            return;
+        };
         let reply = match parsed {
             Some(Ok(Command::Write(w))) => {
                 multi.ops.push(Op::Write(w));
@@ -244,7 +286,9 @@ impl Conn {
                 ))
             }
         };
-        self.info.multi.store(multi.ops.len() as i64, Ordering::Relaxed);
+        self.info
+            .multi
+            .store(multi.ops.len() as i64, Ordering::Relaxed);
         self.reply(reply);
     }
 
@@ -306,7 +350,10 @@ pub fn unknown_command(args: &[Bytes]) -> Frame {
             break;
         }
         let room = 128 - quoted.len();
-        quoted.push_str(&format!("'{}' ", truncate(&String::from_utf8_lossy(a), room)));
+        quoted.push_str(&format!(
+            "'{}' ",
+            truncate(&String::from_utf8_lossy(a), room)
+        ));
     }
     msg.push_str(&quoted);
     Frame::Error(msg)

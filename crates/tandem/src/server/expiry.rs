@@ -41,9 +41,18 @@ pub async fn run(shared: Arc<Shared>) {
             Ok(frames) => {
                 let deleted: i64 = frames
                     .iter()
-                    .map(|f| if let tandem_core::Frame::Integer(n) = f { *n } else { 0 })
+                    .map(|f| {
+                        if let tandem_core::Frame::Integer(n) = f {
+                            *n
+                        } else {
+                            0
+                        }
+                    })
                     .sum();
-                shared.stats.expired_keys.fetch_add(deleted.max(0) as u64, Ordering::Relaxed);
+                shared
+                    .stats
+                    .expired_keys
+                    .fetch_add(deleted.max(0) as u64, Ordering::Relaxed);
             }
             Err(e) => warn!("active expiry: {e}"),
         }

@@ -22,7 +22,10 @@ const SECTIONS: [&str; 9] = [
 
 /// Renders the sections asked for (none, `default`, `all` or `everything` = every section).
 pub fn render(shared: &Shared, asked: &[String]) -> String {
-    let all = asked.is_empty() || asked.iter().any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
+    let all = asked.is_empty()
+        || asked
+            .iter()
+            .any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
     let mut out = String::new();
     for section in SECTIONS {
         if !all && !asked.iter().any(|a| a == section) {
@@ -59,11 +62,28 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
             ("arch_bits", "64".into()),
             ("process_id", std::process::id().to_string()),
             ("tcp_port", cfg.port.to_string()),
-            ("uptime_in_seconds", shared.started.elapsed().as_secs().to_string()),
-            ("uptime_in_days", (shared.started.elapsed().as_secs() / 86400).to_string()),
+            (
+                "uptime_in_seconds",
+                shared.started.elapsed().as_secs().to_string(),
+            ),
+            (
+                "uptime_in_days",
+                (shared.started.elapsed().as_secs() / 86400).to_string(),
+            ),
             ("hz", cfg.hz.to_string()),
-            ("executable", std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()),
-            ("config_file", cfg.config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+            (
+                "executable",
+                std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "config_file",
+                cfg.config_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
             ("node_id", cfg.node_id.to_string()),
             ("cluster_id", node.cluster_id.clone()),
         ],
@@ -96,13 +116,34 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                 ("loading", "0".into()),
                 ("appendonly", "1".into()),
                 ("appendfsync", fsync.into()),
-                ("rdb_bgsave_in_progress", (s.in_progress.load(Ordering::Relaxed) as u8).to_string()),
-                ("rdb_last_save_time", s.last_unix_secs.load(Ordering::Relaxed).to_string()),
-                ("snapshots_taken", s.count.load(Ordering::Relaxed).to_string()),
-                ("snapshot_last_duration_ms", s.last_duration_ms.load(Ordering::Relaxed).to_string()),
-                ("snapshot_last_bytes", s.last_bytes.load(Ordering::Relaxed).to_string()),
-                ("log_first_index", node.log.first_index().unwrap_or(0).to_string()),
-                ("log_last_index", node.log.last_index().unwrap_or(0).to_string()),
+                (
+                    "rdb_bgsave_in_progress",
+                    (s.in_progress.load(Ordering::Relaxed) as u8).to_string(),
+                ),
+                (
+                    "rdb_last_save_time",
+                    s.last_unix_secs.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "snapshots_taken",
+                    s.count.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "snapshot_last_duration_ms",
+                    s.last_duration_ms.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "snapshot_last_bytes",
+                    s.last_bytes.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "log_first_index",
+                    node.log.first_index().unwrap_or(0).to_string(),
+                ),
+                (
+                    "log_last_index",
+                    node.log.last_index().unwrap_or(0).to_string(),
+                ),
                 ("log_disk_bytes", log.disk_bytes.to_string()),
                 ("log_segments", log.segments.to_string()),
                 ("log_fsyncs", log.fsyncs.to_string()),
@@ -112,18 +153,43 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
         "stats" => {
             let st = &shared.stats;
             vec![
-                ("total_connections_received", st.connections_received.load(Ordering::Relaxed).to_string()),
-                ("total_commands_processed", st.commands_processed.load(Ordering::Relaxed).to_string()),
-                ("rejected_connections", st.rejected_connections.load(Ordering::Relaxed).to_string()),
-                ("expired_keys", st.expired_keys.load(Ordering::Relaxed).to_string()),
-                ("total_net_input_bytes", st.net_input_bytes.load(Ordering::Relaxed).to_string()),
-                ("total_net_output_bytes", st.net_output_bytes.load(Ordering::Relaxed).to_string()),
-                ("total_error_replies_protocol", st.protocol_errors.load(Ordering::Relaxed).to_string()),
+                (
+                    "total_connections_received",
+                    st.connections_received.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "total_commands_processed",
+                    st.commands_processed.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "rejected_connections",
+                    st.rejected_connections.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "expired_keys",
+                    st.expired_keys.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "total_net_input_bytes",
+                    st.net_input_bytes.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "total_net_output_bytes",
+                    st.net_output_bytes.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "total_error_replies_protocol",
+                    st.protocol_errors.load(Ordering::Relaxed).to_string(),
+                ),
             ]
         }
         "replication" => {
             let m = node.raft.metrics().borrow_watched().clone();
-            let role = if m.state == ServerState::Leader { "master" } else { "slave" };
+            let role = if m.state == ServerState::Leader {
+                "master"
+            } else {
+                "slave"
+            };
             let applied = m.last_applied.map(|l| l.index()).unwrap_or(0);
             vec![
                 ("role", role.into()),
@@ -132,8 +198,14 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                 ("master_replid", node.cluster_id.clone()),
                 ("master_repl_offset", applied.to_string()),
                 ("tandem_term", m.current_term.to_string()),
-                ("tandem_primary_id", m.current_leader.map(|l| l.to_string()).unwrap_or_default()),
-                ("tandem_durable_index", m.last_log_index.unwrap_or(0).to_string()),
+                (
+                    "tandem_primary_id",
+                    m.current_leader.map(|l| l.to_string()).unwrap_or_default(),
+                ),
+                (
+                    "tandem_durable_index",
+                    m.last_log_index.unwrap_or(0).to_string(),
+                ),
                 ("tandem_applied_index", applied.to_string()),
             ]
         }
@@ -143,20 +215,32 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
             if keys == 0 {
                 Vec::new()
             } else {
-                vec![("db0", format!("keys={keys},expires={},avg_ttl=0", st.keyspace.expires_len()))]
+                vec![(
+                    "db0",
+                    format!(
+                        "keys={keys},expires={},avg_ttl=0",
+                        st.keyspace.expires_len()
+                    ),
+                )]
             }
         }
         "integrity" => {
             let st = node.state().read();
             let i = st.keyspace.integrity();
             vec![
-                ("checksum_algorithm", shared.runtime.read().checksum_algorithm.name().into()),
+                (
+                    "checksum_algorithm",
+                    shared.runtime.read().checksum_algorithm.name().into(),
+                ),
                 ("corrupt_values_detected", i.corrupt_detected.to_string()),
             ]
         }
         "cpu" => {
             let (user, sys) = cpu_times();
-            vec![("used_cpu_sys", format!("{sys:.6}")), ("used_cpu_user", format!("{user:.6}"))]
+            vec![
+                ("used_cpu_sys", format!("{sys:.6}")),
+                ("used_cpu_user", format!("{user:.6}")),
+            ]
         }
         _ => Vec::new(),
     }
