@@ -47,6 +47,8 @@ pub struct RequestParser {
     pending_bulk_len: Option<usize>,
     /// Arguments of the current multibulk request received so far.
     args: Vec<Bytes>,
+    /// Total length of `args`, for the caller's query-buffer limit.
+    args_len_sum: usize,
     /// Bytes at the front of the buffer already searched for the current line's end.
     line_scanned: usize,
 }
@@ -60,6 +62,7 @@ impl RequestParser {
             pending_args: 0,
             pending_bulk_len: None,
             args: Vec::new(),
+            args_len_sum: 0,
             line_scanned: 0,
         }
     }
@@ -81,6 +84,14 @@ impl RequestParser {
     /// a large argument once instead of growing the buffer read after read.
     pub fn bulk_bytes_needed(&self) -> Option<usize> {
         self.pending_bulk_len.map(|len| len.saturating_add(2))
+    }
+
+    /// Bytes of the request in progress that were already split off the buffer into the
+    /// parser. A per-connection memory limit (Redis's `client-query-buffer-limit`) should count
+    /// `buf.len() + parser.partial_request_bytes()`, or a request of many medium-sized arguments
+    /// escapes it.
+    pub fn partial_request_bytes(&self) -> usize {
+        self.args_len_sum
     }
 
     /// Parses one complete request from the front of `buf`, consuming its bytes.
@@ -138,10 +149,12 @@ impl RequestParser {
             }
             let arg = buf.split_to(len).freeze();
             buf.advance(2);
+            self.args_len_sum += len;
             self.args.push(arg);
             self.pending_bulk_len = None;
             self.pending_args -= 1;
         }
+        self.args_len_sum = 0;
         Ok(Some(std::mem::take(&mut self.args)))
     }
 

@@ -82,11 +82,18 @@ fn incomplete_request_waits_then_completes() {
     let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$3\r\nke"[..]);
     assert_eq!(parser.parse(&mut buf), Ok(None));
     assert_eq!(parser.bulk_bytes_needed(), Some(5));
+    assert_eq!(
+        parser.partial_request_bytes(),
+        3,
+        "GET is held by the parser"
+    );
+    assert_eq!(&buf[..], b"ke");
     buf.extend_from_slice(b"y\r\n");
     let args = parser.parse(&mut buf).unwrap().unwrap();
     assert_eq!(args, vec![Bytes::from("GET"), Bytes::from("key")]);
     assert!(buf.is_empty());
     assert_eq!(parser.bulk_bytes_needed(), None);
+    assert_eq!(parser.partial_request_bytes(), 0);
     assert_eq!(parser.parse(&mut buf), Ok(None));
 }
 

@@ -13,6 +13,8 @@
 //! - `#scan`: the command is a SCAN starting at cursor 0; iterate it to the end on each server
 //!   (cursors are implementation details) and compare the sorted set of keys returned.
 //! - `#inline`: send the line verbatim plus CRLF, as an inline command.
+//! - `#pipeline N`: send the next N commands in one write (a pipeline), then compare their
+//!   replies one by one.
 //! - `#sleep MS`: pause before the next command (for expiry; used sparingly).
 //! - `#redis-args ARGS...` (before the first command): extra flags for the reference
 //!   `redis-server`, to configure it the way Tandem is (e.g. `--databases 1`).
@@ -32,25 +34,11 @@ use std::time::Duration;
 
 use common::{phase, require_redis, show_bytes, Conn, Frame, Redis, Tandem};
 
-/// Every script in `tests/scripts`, without `.redis`; each has a test below.
-const SCRIPTS: &[&str] = &[
-    "strings",
-    "set_options",
-    "counters",
-    "ranges",
-    "expiry",
-    "keys",
-    "scan",
-    "transactions",
-    "connection",
-    "resp3",
-    "select",
-    "errors",
-    "float_precision",
-];
-
-macro_rules! script_test {
+/// One test per script in `tests/scripts` (named as the file without `.redis`), and the list
+/// of them, which `every_script_has_a_test` compares with the directory.
+macro_rules! scripts {
     ($($name:ident),* $(,)?) => {
+        const SCRIPTS: &[&str] = &[$(stringify!($name)),*];
         $(
             #[test]
             fn $name() {
@@ -60,7 +48,7 @@ macro_rules! script_test {
     };
 }
 
-script_test!(
+scripts!(
     strings,
     set_options,
     counters,
@@ -70,10 +58,11 @@ script_test!(
     keys,
     scan,
     transactions,
+    pipeline,
     connection,
     resp3,
     select,
-    errors
+    errors,
 );
 
 #[test]
@@ -87,7 +76,7 @@ fn every_script_has_a_test() {
     listed.sort();
     assert_eq!(
         found, listed,
-        "tests/scripts/*.redis and SCRIPTS (and script_test!) must list the same scripts"
+        "every tests/scripts/*.redis needs an entry in scripts!(...)"
     );
 }
 
@@ -117,6 +106,8 @@ enum Step {
         args: Vec<Vec<u8>>,
         compare: Compare,
         inline: bool,
+        /// Commands of one `#pipeline` share a group number and are sent in one write.
+        pipeline: Option<usize>,
     },
     Sleep(u64),
 }
@@ -136,6 +127,9 @@ fn load_script(name: &str) -> Script {
     };
     let mut compare = Compare::Exact;
     let mut inline = false;
+    // (group number, commands still to put in it)
+    let mut pipeline: Option<(usize, usize)> = None;
+    let mut groups = 0;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim();
@@ -151,6 +145,14 @@ fn load_script(name: &str) -> Script {
                 "map-keys" => compare = Compare::MapKeys,
                 "scan" => compare = Compare::Scan,
                 "inline" => inline = true,
+                "pipeline" => {
+                    let n: usize = rest
+                        .trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{}: #pipeline needs a count", at()));
+                    groups += 1;
+                    pipeline = Some((groups, n));
+                }
                 "sleep" => script.steps.push(Step::Sleep(
                     rest.trim()
                         .parse()
@@ -186,12 +188,21 @@ fn load_script(name: &str) -> Script {
         } else {
             line.to_string()
         };
+        let group = match pipeline {
+            Some((g, n)) => {
+                assert!(compare != Compare::Scan, "{}: #scan inside #pipeline", at());
+                pipeline = (n > 1).then_some((g, n - 1));
+                Some(g)
+            }
+            None => None,
+        };
         script.steps.push(Step::Command {
             line: line_no,
             text,
             args,
             compare,
             inline,
+            pipeline: group,
         });
         compare = Compare::Exact;
         inline = false;
@@ -330,17 +341,18 @@ impl Reply {
     }
 }
 
-fn send_and_read(conn: &mut Conn, args: &[Vec<u8>], inline: Option<&str>) -> Reply {
-    let sent = match inline {
-        Some(text) => conn.send(format!("{text}\r\n").as_bytes()),
-        None => conn.send_cmd(args),
-    };
-    if let Err(e) = sent {
-        return Reply {
-            raw: Err(format!("send failed: {e}")),
-            frame: None,
-        };
+/// The bytes a step sends: its RESP array, or its inline line.
+fn request_bytes(step: &Step) -> Vec<u8> {
+    match step {
+        Step::Command {
+            inline: true, text, ..
+        } => format!("{text}\r\n").into_bytes(),
+        Step::Command { args, .. } => common::encode_cmd(args),
+        Step::Sleep(_) => Vec::new(),
     }
+}
+
+fn read_one(conn: &mut Conn) -> Reply {
     match conn.read_reply() {
         Ok((frame, raw)) => Reply {
             raw: Ok(raw),
@@ -353,6 +365,25 @@ fn send_and_read(conn: &mut Conn, args: &[Vec<u8>], inline: Option<&str>) -> Rep
     }
 }
 
+/// Sends `bytes` in one write and reads `n` replies.
+fn send_and_read_n(conn: &mut Conn, bytes: &[u8], n: usize) -> Vec<Reply> {
+    if let Err(e) = conn.send(bytes) {
+        return (0..n)
+            .map(|_| Reply {
+                raw: Err(format!("send failed: {e}")),
+                frame: None,
+            })
+            .collect();
+    }
+    (0..n).map(|_| read_one(conn)).collect()
+}
+
+fn send_and_read(conn: &mut Conn, args: &[Vec<u8>]) -> Reply {
+    send_and_read_n(conn, &common::encode_cmd(args), 1)
+        .pop()
+        .unwrap()
+}
+
 /// Iterates SCAN from cursor 0 to the end; the sorted, de-duplicated keys (as a comparable
 /// reply), or the first reply when it is not a well-formed SCAN page.
 fn full_scan(conn: &mut Conn, args: &[Vec<u8>]) -> Reply {
@@ -363,7 +394,7 @@ fn full_scan(conn: &mut Conn, args: &[Vec<u8>]) -> Reply {
         "#scan needs `SCAN 0 ...`"
     );
     for _page in 0..100_000 {
-        let reply = send_and_read(conn, &args, None);
+        let reply = send_and_read(conn, &args);
         let page = match &reply.frame {
             Some(Frame::Array(page)) if page.len() == 2 => page.clone(),
             _ => return reply,
@@ -457,53 +488,78 @@ fn run_script(name: &str) {
     let verbose = std::env::var("TANDEM_DIFF_VERBOSE").is_ok();
     let mut mismatches = Vec::new();
     let mut commands = 0;
-    for step in &script.steps {
-        let (line, text, args, compare, inline) = match step {
+    let mut i = 0;
+    'steps: while i < script.steps.len() {
+        let group = match &script.steps[i] {
             Step::Sleep(ms) => {
                 std::thread::sleep(Duration::from_millis(*ms));
+                i += 1;
                 continue;
             }
-            Step::Command {
+            Step::Command { pipeline, .. } => *pipeline,
+        };
+        // This command, or every command of its pipeline.
+        let mut batch = vec![&script.steps[i]];
+        i += 1;
+        while group.is_some() {
+            match script.steps.get(i) {
+                Some(s @ Step::Command { pipeline, .. }) if *pipeline == group => {
+                    batch.push(s);
+                    i += 1;
+                }
+                _ => break,
+            }
+        }
+        let results: Vec<(Reply, Reply)> = match batch[..] {
+            [Step::Command {
+                args,
+                compare: Compare::Scan,
+                ..
+            }] => {
+                vec![(full_scan(&mut rc, args), full_scan(&mut tc, args))]
+            }
+            _ => {
+                let bytes: Vec<u8> = batch.iter().flat_map(|s| request_bytes(s)).collect();
+                let r = send_and_read_n(&mut rc, &bytes, batch.len());
+                let t = send_and_read_n(&mut tc, &bytes, batch.len());
+                r.into_iter().zip(t).collect()
+            }
+        };
+        for (step, (expected, actual)) in batch.iter().zip(results) {
+            let Step::Command {
                 line,
                 text,
-                args,
                 compare,
-                inline,
-            } => (line, text, args, *compare, *inline),
-        };
-        commands += 1;
-        let inline_text = inline.then_some(text.as_str());
-        let (expected, actual) = if compare == Compare::Scan {
-            (full_scan(&mut rc, args), full_scan(&mut tc, args))
-        } else {
-            (
-                send_and_read(&mut rc, args, inline_text),
-                send_and_read(&mut tc, args, inline_text),
-            )
-        };
-        if let Err(e) = &expected.raw {
-            panic!(
-                "scripts/{name}.redis:{line}: the reference redis-server failed on `{text}`: {e}"
-            );
-        }
-        if verbose {
-            eprintln!(
-                "{name}:{line}: {text}\n    redis:  {}\n    {tname}: {}",
-                expected.show(),
-                actual.show()
-            );
-        }
-        if !same(compare, &expected, &actual) {
-            let msg = format!(
-                "scripts/{name}.redis:{line}: `{text}` ({compare:?})\n      redis:  {}\n      {tname}: {}",
-                expected.show(),
-                actual.show()
-            );
-            eprintln!("MISMATCH {msg}");
-            mismatches.push(msg);
-            if actual.raw.is_err() {
-                eprintln!("{tname} connection unusable; stopping script {name}");
-                break;
+                ..
+            } = step
+            else {
+                unreachable!()
+            };
+            commands += 1;
+            if let Err(e) = &expected.raw {
+                panic!(
+                    "scripts/{name}.redis:{line}: the reference redis-server failed on `{text}`: {e}"
+                );
+            }
+            if verbose {
+                eprintln!(
+                    "{name}:{line}: {text}\n    redis:  {}\n    {tname}: {}",
+                    expected.show(),
+                    actual.show()
+                );
+            }
+            if !same(*compare, &expected, &actual) {
+                let msg = format!(
+                    "scripts/{name}.redis:{line}: `{text}` ({compare:?})\n      redis:  {}\n      {tname}: {}",
+                    expected.show(),
+                    actual.show()
+                );
+                eprintln!("MISMATCH {msg}");
+                mismatches.push(msg);
+                if actual.raw.is_err() {
+                    eprintln!("{tname} connection unusable; stopping script {name}");
+                    break 'steps;
+                }
             }
         }
     }

@@ -282,7 +282,7 @@ fn hello(conn: &mut Conn, args: &[Bytes]) -> Frame {
 }
 
 fn set_name(conn: &mut Conn, name: &[u8]) -> Result<(), Frame> {
-    if name.iter().any(|&c| c < b'!' || c > b'~') {
+    if name.iter().any(|c| !(b'!'..=b'~').contains(c)) {
         return Err(Frame::error(
             "ERR Client names cannot contain spaces, newlines or special characters.",
         ));
@@ -520,7 +520,7 @@ fn config(conn: &mut Conn, args: &[Bytes]) -> Frame {
             }
             Frame::Map(out)
         }
-        "set" if args.len() >= 4 && args.len() % 2 == 0 => {
+        "set" if args.len() >= 4 && args.len().is_multiple_of(2) => {
             let items = config_items(conn);
             // Validate everything first: all or nothing, like Redis.
             let mut changes = Vec::new();

@@ -104,6 +104,8 @@ impl Conn {
                 .fetch_add(n as u64, Ordering::Relaxed);
             self.barrier_fresh = false;
             loop {
+                // Before AUTH, Redis's tighter limits apply (at most 10 arguments of 16 KiB).
+                parser.set_unauthenticated(!self.authenticated);
                 match parser.parse(&mut buf) {
                     Ok(Some(args)) => {
                         if args.is_empty() {
@@ -131,7 +133,7 @@ impl Conn {
                 }
             }
             self.flush_pending().await;
-            if !self.close && buf.len() > query_limit {
+            if !self.close && buf.len() + parser.partial_request_bytes() > query_limit {
                 self.reply(Frame::error(
                     "ERR client query buffer exceeds client-query-buffer-limit; connection closed",
                 ));
