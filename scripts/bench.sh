@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Single-node benchmarks: Tandem against Redis 7 on the same machine, with the same load.
 #
-#   scripts/bench.sh                 full run (~10 minutes)
-#   scripts/bench.sh --quick         smoke run: short runs, 100k keys for memory/restart (~1-2 minutes)
+#   scripts/bench.sh                 full run (~6 minutes after the build)
+#   scripts/bench.sh --quick         smoke run: short runs, 100k keys for memory/restart (~1 minute)
 #   scripts/bench.sh --only 1,2,6    run only some benchmarks (numbers as in the table below)
 #   scripts/bench.sh --reps 9        alternating repetitions per server (default 7, --quick 3)
 #   scripts/bench.sh --keep          keep the temporary data dirs (their path is printed)
@@ -32,7 +32,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 2
 HELPERS="$ROOT/scripts/bench"
 
 # ---------------------------------------------------------------------------------------------
@@ -399,6 +399,8 @@ settled_rss() {
   for _ in 1 2 3; do sleep 1; s+=("$(vmrss_kib "$pid")"); done
   printf '%s\n' "${s[@]}" | grep . | median
 }
+# VmRSS split into anonymous memory, file pages (e.g. mapped log segments) and shared memory.
+rss_parts() { awk '/^(VmRSS|RssAnon|RssFile|RssShmem):/ { printf "%s %.1f MiB  ", $1, $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
 # timed_start KIND NAME PORT DIR KEY EXPECTED [flags...]: starts a server and sets ELAPSED to the
@@ -447,6 +449,8 @@ bench_big() {
   rr=$(settled_rss "$rpid") && rt=$(settled_rss "$tpid") || return 1
   r=$(ratio "$rr" "$rt")
   echo "  redis INFO used_memory: $(redis-cli -p "$rp" INFO memory | awk -F: '/^used_memory_human/ { print $2 }' | tr -d '\r')"
+  echo "  redis  $(rss_parts "$rpid")"
+  echo "  tandem $(rss_parts "$tpid")"
   echo "  => VmRSS: redis $(mib "$rr"), tandem $(mib "$rt"), ratio $r (target <= 1.8): $(judge "$r" "<=" 1.8)"
   if want 6; then
     add_row 6 "VmRSS, $BIG_KEYS keys x 100 B" "$(mib "$rr")" "$(mib "$rt")" "" "$r" "<= 1.8" "$(judge "$r" "<=" 1.8)"
@@ -510,7 +514,7 @@ TANDEM_VERSION=$("$TANDEM_BIN" --version 2>/dev/null | head -n 1)
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$( [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] && echo ' (with uncommitted changes)')"
-  echo "tandem: $TANDEM_BIN${TANDEM_VERSION:+ ($TANDEM_VERSION)}"
+  echo "tandem: ${TANDEM_BIN#"$ROOT"/}${TANDEM_VERSION:+ ($TANDEM_VERSION)}"
   echo "redis: $(redis-server --version | awk '{ print $3 }' | sed 's/v=//')"
   echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
   echo "mode: $([ "$QUICK" = 1 ] && echo quick || echo full), $REPS alternating runs per server, ~${RUN_SECS}s per run, $CLIENTS clients, keyspace $KEYSPACE, nice $(ps -o ni= -p $$ | tr -d ' ')"

@@ -171,11 +171,11 @@ fn run_case(port: u16, case: &Case, keep: &[(String, String)]) -> Result<(), Str
     if matches!(case.expect, Expect::Disconnect) {
         conn.shutdown_write();
     }
-    let wait = match case.expect {
-        Expect::Reply(_) | Expect::NothingYetOrProtocolError => Duration::from_millis(1500),
-        _ => Duration::from_secs(10),
+    let (reply, closed) = match case.expect {
+        Expect::Reply(want) | Expect::ProtocolErrorOr(want) => read_expected(&mut conn, want.len()),
+        Expect::NothingYetOrProtocolError => conn.read_until_close(Duration::from_millis(1500)),
+        _ => conn.read_until_close(Duration::from_secs(10)),
     };
-    let (reply, closed) = conn.read_until_close(wait);
     eprintln!(
         "    reply {} (connection {})",
         show_bytes(&reply[..reply.len().min(200)]),
@@ -275,6 +275,24 @@ fn run_case(port: u16, case: &Case, keep: &[(String, String)]) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// Reads until `len` bytes arrived or the server closed (at most 10 s), then briefly for
+/// anything extra. Returns the bytes and whether the server closed the connection.
+fn read_expected(conn: &mut Conn, len: usize) -> (Vec<u8>, bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (mut reply, mut closed) = (Vec::new(), false);
+    while reply.len() < len && !closed && std::time::Instant::now() < deadline {
+        let (more, c) = conn.read_until_close(Duration::from_millis(200));
+        reply.extend_from_slice(&more);
+        closed = c;
+    }
+    if !closed {
+        let (more, c) = conn.read_until_close(Duration::from_millis(300));
+        reply.extend_from_slice(&more);
+        closed = c;
+    }
+    (reply, closed)
 }
 
 /// A new connection gets PONG and every key in `keep` still holds its value.

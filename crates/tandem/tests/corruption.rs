@@ -296,12 +296,50 @@ fn debug_corrupt_makes_every_read_fail_and_nothing_leaks() {
     if r != Frame::bulk("fine") {
         failures.push(format!("an undamaged key suffered: GET bystander = {r}"));
     }
+
     assert!(
         failures.is_empty(),
         "{} problems:\n  {}",
         failures.len(),
         failures.join("\n  ")
     );
+}
+
+/// A value damaged in memory must not poison the node's files: a snapshot taken after the
+/// damage must not carry the bad bytes in a way that stops the node from starting, and after a
+/// restart the key is either still refused (CORRUPT) or back to its original value.
+#[test]
+fn save_after_in_memory_damage_keeps_the_node_startable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), DEBUG_FLAGS);
+    let mut c = server.conn();
+    let original = b"victim-value-0123456789-abcdefghijklmnopqrstuvwxyz".to_vec();
+    c.ok(&[b"SET".as_slice(), b"victim", &original]);
+    c.ok(&["SET", "bystander", "fine"]);
+    let r = c.cmd(&["DEBUG", "CORRUPT", "victim"]);
+    assert!(!r.is_error(), "DEBUG CORRUPT replied {r}");
+
+    phase("SAVE with a damaged value in memory");
+    let save = c.cmd(&["SAVE"]);
+    eprintln!("SAVE replied {save}");
+    drop(c);
+
+    phase("restart: must start, and never serve the damaged bytes");
+    match server.restart_outcome(Duration::from_secs(60)) {
+        Outcome::Ready => {}
+        Outcome::Exited(status, out) => panic!(
+            "after DEBUG CORRUPT and SAVE (which replied {save}), tandem no longer starts ({status}):\n{out}"
+        ),
+    }
+    let mut c = server.conn();
+    let raw = c.cmd_raw(&["GET", "victim"]);
+    assert!(
+        (raw.starts_with(b"-CORRUPT") || raw == common::encode_bulk(&original))
+            && !holds_damaged_copy(&raw, &original),
+        "after SAVE and restart, GET victim = {} (expected -CORRUPT or the original value)",
+        show_bytes(&raw)
+    );
+    assert_eq!(c.cmd(&["GET", "bystander"]), Frame::bulk("fine"));
 }
 
 #[test]

@@ -290,18 +290,17 @@ fn verify(
                 continue;
             }
         };
-        for j in 0..OWN_KEYS {
-            let v = &vals[j];
-            if !m.own[j].allowed(v) {
+        for (j, (own, v)) in m.own.iter_mut().zip(&vals).enumerate() {
+            if !own.allowed(v) {
                 bad.push(format!(
                     "{}: holds {}, but the last acknowledged value is {} and the unacknowledged later ones are {:?}",
                     own_key(t, j),
                     show_opt(v),
-                    show_opt(&m.own[j].acked),
-                    m.own[j].pending.iter().map(|p| show_bytes(p)).collect::<Vec<_>>()
+                    show_opt(&own.acked),
+                    own.pending.iter().map(|p| show_bytes(p)).collect::<Vec<_>>()
                 ));
             }
-            m.own[j].settle(v.clone());
+            own.settle(v.clone());
         }
         let mvals = &vals[OWN_KEYS..OWN_KEYS + MSET_KEYS];
         if mvals.iter().any(|v| v != &mvals[0]) {

@@ -18,6 +18,7 @@
 //! - `#sleep MS`: pause before the next command (for expiry; used sparingly).
 //! - `#redis-args ARGS...` (before the first command): extra flags for the reference
 //!   `redis-server`, to configure it the way Tandem is (e.g. `--databases 1`).
+//! - `#tandem-args ARGS...` (before the first command): extra flags for `tandem server`.
 //!
 //! Expected behaviour is Redis's. A mismatch fails the test, printing script, line, command and
 //! both replies; every mismatch of a script is listed before the test fails.
@@ -63,6 +64,7 @@ scripts!(
     resp3,
     select,
     errors,
+    auth,
 );
 
 #[test]
@@ -114,6 +116,7 @@ enum Step {
 
 struct Script {
     redis_args: Vec<String>,
+    tandem_args: Vec<String>,
     steps: Vec<Step>,
 }
 
@@ -123,6 +126,7 @@ fn load_script(name: &str) -> Script {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut script = Script {
         redis_args: Vec::new(),
+        tandem_args: Vec::new(),
         steps: Vec::new(),
     };
     let mut compare = Compare::Exact;
@@ -165,6 +169,18 @@ fn load_script(name: &str) -> Script {
                         at()
                     );
                     script.redis_args = split_args(rest)
+                        .unwrap_or_else(|e| panic!("{}: {e}", at()))
+                        .into_iter()
+                        .map(|a| String::from_utf8(a).unwrap())
+                        .collect();
+                }
+                "tandem-args" => {
+                    assert!(
+                        script.steps.is_empty(),
+                        "{}: #tandem-args must come before the first command",
+                        at()
+                    );
+                    script.tandem_args = split_args(rest)
                         .unwrap_or_else(|e| panic!("{}: {e}", at()))
                         .into_iter()
                         .map(|a| String::from_utf8(a).unwrap())
@@ -302,13 +318,13 @@ enum Target {
 }
 
 impl Target {
-    fn start(redis_args: &[&str]) -> Target {
+    fn start(redis_args: &[&str], tandem_args: &[&str]) -> Target {
         if std::env::var("TANDEM_DIFF_TARGET").as_deref() == Ok("redis") {
             return Target::Redis(Redis::start(redis_args));
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
-        Target::Tandem(Tandem::start(&data, &[]), dir)
+        Target::Tandem(Tandem::start(&data, tandem_args), dir)
     }
 
     fn name(&self) -> &'static str {
@@ -476,7 +492,8 @@ fn run_script(name: &str) {
         "script {name}: starting redis-server {redis_args:?} and the target"
     ));
     let redis = Redis::start(&redis_args);
-    let target = Target::start(&redis_args);
+    let tandem_args: Vec<&str> = script.tandem_args.iter().map(String::as_str).collect();
+    let target = Target::start(&redis_args, &tandem_args);
     let mut rc = redis.conn();
     let mut tc = target.conn();
     let tname = target.name();

@@ -135,6 +135,16 @@ impl StateMachine {
                             "falling back to the previous snapshot {} and replaying the log after it",
                             path.display()
                         );
+                        // Set the damaged ones aside (kept for inspection) so they are never
+                        // counted as a snapshot again, e.g. as the purge floor.
+                        for (bad, _) in &report.skipped {
+                            let aside = bad.with_extension("snap.damaged");
+                            if let Err(e) = std::fs::rename(bad, &aside) {
+                                warn!("cannot set aside damaged snapshot {}: {e}", bad.display());
+                            } else {
+                                warn!("damaged snapshot kept as {}", aside.display());
+                            }
+                        }
                     }
                     report.loaded = Some((path.clone(), last, s.keyspace.len()));
                     state = s;

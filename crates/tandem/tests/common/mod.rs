@@ -137,7 +137,7 @@ impl Tandem {
             self.port, self.args
         );
         let err = log.try_clone().expect("clone log handle");
-        let child = Command::new(TANDEM_BIN)
+        let child = die_with_parent(Command::new(TANDEM_BIN))
             .arg("server")
             .arg("--port")
             .arg(self.port.to_string())
@@ -334,12 +334,31 @@ pub fn run_tandem(args: &[&str], timeout: Duration) -> (ExitStatus, String) {
     (status, String::from_utf8_lossy(&text).into_owned())
 }
 
+/// Makes the child get SIGKILL when the thread that spawned it exits, so that servers do not
+/// outlive a test process that was itself killed (e.g. by a timeout) before its drops ran.
+fn die_with_parent(mut cmd: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child's own process state.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
 fn ping_ok(port: u16) -> bool {
     let Ok(mut c) = Conn::connect_timeout(port, Duration::from_millis(500)) else {
         return false;
     };
     c.set_timeout(Duration::from_millis(2000));
-    matches!(c.try_cmd(&["PING"]), Ok(Frame::Simple(s)) if s == "PONG")
+    // With --requirepass, NOAUTH is the answer of a ready server.
+    match c.try_cmd(&["PING"]) {
+        Ok(Frame::Simple(s)) => s == "PONG",
+        Ok(Frame::Error(e)) => e.starts_with("NOAUTH"),
+        _ => false,
+    }
 }
 
 /// True when `redis-server` can be run. When it cannot, prints a loud SKIPPED line and returns
@@ -381,7 +400,7 @@ impl Redis {
             let dir = tempfile::tempdir().expect("temp dir");
             let port = free_port();
             let log = File::create(dir.path().join("redis.log")).expect("redis log");
-            let child = Command::new("redis-server")
+            let child = die_with_parent(Command::new("redis-server"))
                 .args([
                     "--port",
                     &port.to_string(),
@@ -572,6 +591,14 @@ pub fn encode_cmd<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
+    out
+}
+
+/// The RESP2 bulk string encoding of `b`.
+pub fn encode_bulk(b: &[u8]) -> Vec<u8> {
+    let mut out = format!("${}\r\n", b.len()).into_bytes();
+    out.extend_from_slice(b);
+    out.extend_from_slice(b"\r\n");
     out
 }
 
