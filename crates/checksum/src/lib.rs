@@ -266,7 +266,9 @@ fn digest_into(algorithm: Algorithm, data: &[u8], out: &mut [u8; MAX_DIGEST]) {
         Algorithm::Sha1 => out[..20].copy_from_slice(&sha1::Sha1::digest(data)),
         Algorithm::Sha512 => out[..64].copy_from_slice(&sha2::Sha512::digest(data)),
         Algorithm::Blake3 => out[..32].copy_from_slice(blake3::hash(data).as_bytes()),
-        Algorithm::Xxh3_64 => out[..8].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(data).to_be_bytes()),
+        Algorithm::Xxh3_64 => {
+            out[..8].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(data).to_be_bytes())
+        }
         Algorithm::Crc32c => out[..4].copy_from_slice(&crc32c::crc32c(data).to_be_bytes()),
     }
 }
@@ -306,7 +308,10 @@ mod tests {
             assert_eq!(Algorithm::from_id(a.id()).unwrap(), a);
         }
         assert_eq!("SHA-256".parse::<Algorithm>().unwrap(), Algorithm::Sha256);
-        assert!(matches!("sha3".parse::<Algorithm>(), Err(ChecksumError::UnknownName(_))));
+        assert!(matches!(
+            "sha3".parse::<Algorithm>(),
+            Err(ChecksumError::UnknownName(_))
+        ));
         assert_eq!(Algorithm::from_id(0), Err(ChecksumError::UnknownId(0)));
         assert_eq!(Algorithm::from_id(8), Err(ChecksumError::UnknownId(8)));
     }
@@ -324,10 +329,20 @@ mod tests {
     fn bad_external_digests_are_rejected() {
         assert!(matches!(
             Checksum::from_digest(Algorithm::Sha256, &[0; 31]),
-            Err(ChecksumError::BadLength { expected: 32, actual: 31, .. })
+            Err(ChecksumError::BadLength {
+                expected: 32,
+                actual: 31,
+                ..
+            })
         ));
-        assert_eq!(Checksum::from_hex(Algorithm::Md5, b"zz"), Err(ChecksumError::BadHex));
-        assert_eq!(Checksum::from_hex(Algorithm::Md5, b"abc"), Err(ChecksumError::BadHex));
+        assert_eq!(
+            Checksum::from_hex(Algorithm::Md5, b"zz"),
+            Err(ChecksumError::BadHex)
+        );
+        assert_eq!(
+            Checksum::from_hex(Algorithm::Md5, b"abc"),
+            Err(ChecksumError::BadHex)
+        );
     }
 
     #[test]
@@ -344,6 +359,10 @@ mod tests {
 
     #[test]
     fn checksum_stays_small() {
-        assert!(std::mem::size_of::<Checksum>() <= 40, "{}", std::mem::size_of::<Checksum>());
+        assert!(
+            std::mem::size_of::<Checksum>() <= 40,
+            "{}",
+            std::mem::size_of::<Checksum>()
+        );
     }
 }

@@ -18,7 +18,7 @@ pub enum LogError {
     /// A file holds bytes that are not a valid log, somewhere other than a torn final record.
     #[error(
         "log file {} is damaged at byte offset {offset}: {reason}. Restore this node from a \
-         replica, or open with force_truncate_corrupt to drop the log from this point on \
+         replica, or open with force_truncate_corrupt (`tandem server --force-truncate-log`) to drop the log from this point on \
          (entries after it are lost on this node)",
         path.display()
     )]

@@ -108,8 +108,8 @@ pub fn check(data_dir: &Path) -> CheckReport {
         r.lines.push("snapshots: none".into());
     }
     for path in snapshots {
-        match load_snapshot_file(&path) {
-            Ok((state, meta)) => r.lines.push(format!(
+        match load_snapshot_file(&path, false) {
+            Ok((state, meta, _)) => r.lines.push(format!(
                 "snapshot: {} ok: last index {}, {} keys, every value digest verified",
                 path.display(),
                 meta.last_log_id.map(|l| l.index).unwrap_or(0),

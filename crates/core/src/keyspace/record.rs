@@ -66,7 +66,23 @@ impl Keyspace {
     /// Adds the key of one snapshot record, after validating every field and verifying the
     /// value against its digest.
     pub fn load_record(&mut self, record: &[u8]) -> Result<(), LoadError> {
-        let entry = decode(record)?;
+        let entry = decode(record, true)?;
+        self.insert_loaded(entry)
+    }
+
+    /// Like [`Keyspace::load_record`], but a value that fails its digest is loaded as it is
+    /// (every other field is still validated) and `Ok(false)` is returned. Reads verify every
+    /// value, so such a key answers CORRUPT and its bytes are never returned; the caller counts
+    /// and reports it. For start-up when no better copy exists: a node that has lost the good
+    /// bytes of one key still serves all the others.
+    pub fn load_record_keeping_corrupt(&mut self, record: &[u8]) -> Result<bool, LoadError> {
+        let entry = decode(record, false)?;
+        let intact = entry.verified_value().is_some();
+        self.insert_loaded(entry)?;
+        Ok(intact)
+    }
+
+    fn insert_loaded(&mut self, entry: Entry) -> Result<(), LoadError> {
         if self.store.get(entry.key()).is_some() {
             return Err(LoadError::DuplicateKey {
                 key: escape_key(entry.key()),
@@ -128,7 +144,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(record: &[u8]) -> Result<Entry, LoadError> {
+fn decode(record: &[u8], verify: bool) -> Result<Entry, LoadError> {
     let mut r = Reader { rest: record };
     let version = r.u8("version")?;
     if version != RECORD_VERSION {
@@ -153,7 +169,7 @@ fn decode(record: &[u8]) -> Result<Entry, LoadError> {
             extra: r.rest.len(),
         });
     }
-    if !checksum.verify(value) {
+    if verify && !checksum.verify(value) {
         return Err(LoadError::DigestMismatch {
             key: escape_key(key),
             algorithm,

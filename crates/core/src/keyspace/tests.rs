@@ -175,6 +175,30 @@ fn a_record_whose_value_fails_its_digest_is_refused_by_name() {
     assert_eq!(ks.len(), 0);
 }
 
+/// Start-up with no better copy: the damaged key is loaded but answers CORRUPT, never its bytes,
+/// and a malformed record is still refused.
+#[test]
+fn a_corrupt_value_can_be_loaded_kept_from_clients() {
+    let mut h = Harness::new();
+    h.run(&["SET", "user:7", "value"]);
+    assert!(h.ks.debug_corrupt(b"user:7"));
+    let r = one_record(&mut h);
+    let mut ks = Keyspace::new();
+    assert_eq!(ks.load_record_keeping_corrupt(&r), Ok(false));
+    assert_eq!(ks.len(), 1);
+    match ks.read(&get("user:7"), 0) {
+        Frame::Error(e) => assert!(e.starts_with("CORRUPT") && e.contains("user:7"), "{e}"),
+        other => panic!("the damaged bytes must not be returned: {other:?}"),
+    }
+    let mut healthy = Harness::new();
+    healthy.run(&["SET", "k", "v"]);
+    let good = one_record(&mut healthy);
+    assert_eq!(ks.load_record_keeping_corrupt(&good), Ok(true));
+    assert!(ks
+        .load_record_keeping_corrupt(&good[..good.len() - 1])
+        .is_err());
+}
+
 #[test]
 fn malformed_records_are_errors_never_panics() {
     let mut h = Harness::new();

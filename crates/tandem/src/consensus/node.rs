@@ -179,7 +179,7 @@ impl Node {
         }
         let log = Arc::new(log);
         let floor = PurgeFloor::default();
-        let (sm, load) = StateMachine::open(&snap_dir, log.first_index(), floor.clone())?;
+        let (sm, load) = StateMachine::open(&snap_dir, report.purged_index, floor.clone())?;
         if let Some((path, last, keys)) = &load.loaded {
             info!(
                 "loaded snapshot {} (last log id {last:?}, {keys} keys)",

