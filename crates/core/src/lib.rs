@@ -38,6 +38,6 @@ pub use tandem_resp::Frame;
 
 pub use batch::{Batch, Op};
 pub use commands::table::{arity_ok, lookup, wrong_arity, CommandSpec, COMMANDS};
-pub use commands::{parse, Command, ParseContext, ReadCmd, Value, WriteCmd};
+pub use commands::{parse, parse_with_spec, Command, ParseContext, ReadCmd, Value, WriteCmd};
 pub use glob::glob_match;
 pub use keyspace::{IntegrityStats, KeyState, Keyspace, LoadError, RepairOutcome};

@@ -113,6 +113,17 @@ pub struct ServerArgs {
     #[arg(long)]
     pub active_expire_keys_max: Option<usize>,
 
+    /// Threads serving clients and consensus. Like Redis's single event loop, few threads are
+    /// fastest when clients share the machine; the log writer has its own thread.
+    /// [default: half the CPUs, at least 1]
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
+
+    /// Bytes of recent log entries kept in memory for reads (older ones are read from disk).
+    /// [default: 8388608]
+    #[arg(long)]
+    pub log_cache_bytes: Option<usize>,
+
     /// Log filter, e.g. `info`, `debug`, `tandem=debug`. [default: info]
     #[arg(long)]
     pub log_level: Option<String>,
@@ -142,6 +153,8 @@ pub struct ServerConfig {
     pub force_truncate_log: bool,
     pub hz: u32,
     pub active_expire_keys_max: usize,
+    pub worker_threads: usize,
+    pub log_cache_bytes: usize,
     pub log_level: String,
     pub config_file: Option<PathBuf>,
 }
@@ -192,6 +205,8 @@ impl ServerConfig {
                 force_truncate_log,
                 hz,
                 active_expire_keys_max,
+                worker_threads,
+                log_cache_bytes,
                 log_level,
             );
         }
@@ -265,6 +280,15 @@ impl ServerConfig {
                 "active-expire-keys-max",
                 flags.active_expire_keys_max.unwrap_or(1000),
             )?,
+            worker_threads: positive(
+                "worker-threads",
+                flags.worker_threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| (n.get() / 2).max(1))
+                        .unwrap_or(1)
+                }),
+            )?,
+            log_cache_bytes: flags.log_cache_bytes.unwrap_or(8 << 20),
             log_level: flags.log_level.unwrap_or_else(|| "info".into()),
             config_file: flags.config,
         })

@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// jemalloc, as Redis uses: many small long-lived allocations (one per key) fragment glibc's
+/// malloc, and its per-call cost shows on the request path.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 use tandem::config::{ServerArgs, ServerConfig};
 use tandem::consensus::{ConsensusConfig, Node};
@@ -20,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one Tandem node.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Verify every log record, snapshot block and value digest in DATA_DIR, offline (the node
     /// must be stopped). Exits non-zero on any fault, naming where.
     Check {
@@ -33,7 +38,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Server(args) => {
-            let config = match ServerConfig::resolve(args) {
+            let config = match ServerConfig::resolve(*args) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("tandem: {e}");
@@ -84,6 +89,7 @@ async fn serve(config: ServerConfig) -> std::io::Result<()> {
         snapshot_entries: config.snapshot_entries,
         write_timeout: config.write_timeout,
         force_truncate_log: config.force_truncate_log,
+        log_cache_bytes: config.log_cache_bytes,
     };
     let node = Node::start(consensus).await?;
     tandem::server::run(config, node).await

@@ -108,12 +108,37 @@ impl Value {
 /// Values get their checksum here (with `ctx.algorithm`), and relative expiries become absolute
 /// deadlines using `ctx.now_ms`.
 pub fn parse(args: &[Bytes], ctx: &ParseContext) -> Option<Result<Command, Frame>> {
-    let spec = table::lookup(args.first()?)?;
-    let parser = parser_for(spec.name)?;
+    parse_with_spec(table::lookup(args.first()?)?, args, ctx)
+}
+
+/// [`parse`] for a caller that already looked the command up (the server does, to check
+/// authentication and MULTI first): no second lookup. Dispatch is an array index, not a string
+/// match, because this runs for every request.
+pub fn parse_with_spec(
+    spec: &'static table::CommandSpec,
+    args: &[Bytes],
+    ctx: &ParseContext,
+) -> Option<Result<Command, Frame>> {
+    let parser = parser_of(spec)?;
     if !table::arity_ok(spec, args.len()) {
         return Some(Err(table::wrong_arity(spec.name)));
     }
     Some(parser(args, ctx))
+}
+
+/// The parser of a command of the table, found by the spec's position in `COMMANDS`.
+fn parser_of(spec: &'static table::CommandSpec) -> Option<Parser> {
+    static PARSERS: std::sync::OnceLock<Vec<Option<Parser>>> = std::sync::OnceLock::new();
+    let parsers =
+        PARSERS.get_or_init(|| table::COMMANDS.iter().map(|s| parser_for(s.name)).collect());
+    let offset = (spec as *const table::CommandSpec as usize)
+        .wrapping_sub(table::COMMANDS.as_ptr() as usize);
+    let index = offset / std::mem::size_of::<table::CommandSpec>();
+    match parsers.get(index) {
+        Some(p) if std::ptr::eq(&table::COMMANDS[index], spec) => *p,
+        // Not an element of COMMANDS (cannot happen through `lookup`): fall back to the name.
+        _ => parser_for(spec.name),
+    }
 }
 
 type Parser = fn(&[Bytes], &ParseContext) -> Result<Command, Frame>;

@@ -53,6 +53,9 @@ pub struct Conn {
     /// A barrier (or a committed write) completed after every request in the current read
     /// arrived, so reads in it are linearizable without another round.
     barrier_fresh: bool,
+    /// Clock reading and checksum algorithm for the requests of the current read, taken once per
+    /// read rather than once per request (a pipeline shares them).
+    ctx: ParseContext,
 }
 
 pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr) {
@@ -82,6 +85,10 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr)
         out: BytesMut::with_capacity(16 * 1024),
         pending: Vec::new(),
         barrier_fresh: false,
+        ctx: ParseContext {
+            algorithm: shared.config.checksum_algorithm,
+            now_ms: 0,
+        },
     };
     if let Err(e) = conn.run(&mut socket).await {
         debug!("client {id} ({peer}): {e}");
@@ -110,6 +117,8 @@ impl Conn {
                 .net_input_bytes
                 .fetch_add(n as u64, Ordering::Relaxed);
             self.barrier_fresh = false;
+            self.ctx = self.parse_context();
+            self.info.touch();
             loop {
                 // Before AUTH, Redis's tighter limits apply (at most 10 arguments of 16 KiB).
                 parser.set_unauthenticated(!self.authenticated);
@@ -223,7 +232,7 @@ impl Conn {
             return self.queue(spec.name, args);
         }
 
-        match tandem_core::parse(&args, &self.parse_context()) {
+        match tandem_core::parse_with_spec(spec, &args, &self.ctx) {
             Some(Ok(Command::Write(w))) => {
                 // A write that derives its value from stored bytes (APPEND, INCR, ...) must not be
                 // proposed if this node's copy is corrupt: verify first. The pipeline's earlier
@@ -253,7 +262,12 @@ impl Conn {
                     }
                     self.barrier_fresh = true;
                 }
-                let frame = shared.node.state().read().keyspace.read(&r, now_ms());
+                let frame = shared
+                    .node
+                    .state()
+                    .read()
+                    .keyspace
+                    .read(&r, self.ctx.now_ms);
                 self.reply(frame);
             }
             Some(Err(frame)) => {
