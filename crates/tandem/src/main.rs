@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-/// jemalloc, as Redis uses: many small long-lived allocations (one per key) fragment glibc's
-/// malloc, and its per-call cost shows on the request path.
+/// mimalloc: many small long-lived allocations (one per key) fragment glibc's malloc, and its
+/// per-call cost shows on the request path. (Redis uses jemalloc for the same reasons; mimalloc
+/// builds with a C compiler alone, no `make`.)
 #[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 use tandem::config::{ServerArgs, ServerConfig};
