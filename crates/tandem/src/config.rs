@@ -12,6 +12,10 @@ use serde::Deserialize;
 use tandem_checksum::Algorithm;
 use tandem_log::FsyncPolicy;
 
+/// The largest client payload of one log entry: the log's record limit less room for the entry's
+/// own framing (log id, operation tags, checksums, lengths).
+pub const PROPOSAL_BYTES_LIMIT: usize = tandem_log::config::PAYLOAD_BYTES_MAX - (64 << 10);
+
 /// Flags of `tandem server`. Every field is optional so that "not given" can fall back to the
 /// config file and then to the default.
 #[derive(Args, Debug, Default, Clone, Deserialize)]
@@ -87,6 +91,20 @@ pub struct ServerArgs {
     #[arg(long)]
     pub pipeline_batch_max: Option<usize>,
 
+    /// Most bytes of arguments from one pipeline proposed together as one log entry.
+    /// [default: 67108864]
+    #[arg(long)]
+    pub pipeline_batch_bytes_max: Option<usize>,
+
+    /// Largest request or MULTI transaction, in bytes of arguments: each is one log entry.
+    /// [default: 537853952 (513 MiB less 64 KiB for the entry's framing), also the maximum]
+    #[arg(long)]
+    pub proposal_bytes_max: Option<usize>,
+
+    /// Most commands queued in one MULTI. [default: 1000000]
+    #[arg(long)]
+    pub multi_queued_max: Option<usize>,
+
     /// A write not committed within this many milliseconds fails (its outcome is then unknown).
     /// [default: 10000]
     #[arg(long)]
@@ -147,6 +165,9 @@ pub struct ServerConfig {
     pub proto_max_inline_len: usize,
     pub client_query_buffer_limit: usize,
     pub pipeline_batch_max: usize,
+    pub pipeline_batch_bytes_max: usize,
+    pub proposal_bytes_max: usize,
+    pub multi_queued_max: usize,
     pub write_timeout: Duration,
     pub snapshot_entries: u64,
     pub log_segment_bytes: u64,
@@ -199,6 +220,9 @@ impl ServerConfig {
                 proto_max_inline_len,
                 client_query_buffer_limit,
                 pipeline_batch_max,
+                pipeline_batch_bytes_max,
+                proposal_bytes_max,
+                multi_queued_max,
                 write_timeout_ms,
                 snapshot_entries,
                 log_segment_bytes,
@@ -224,6 +248,28 @@ impl ServerConfig {
             None => FsyncPolicy::Always,
         };
         let node_id = positive("node-id", flags.node_id.unwrap_or(1))?;
+        if node_id > i64::MAX as u64 {
+            return Err(format!(
+                "--node-id must be at most {}, got {node_id}",
+                i64::MAX
+            ));
+        }
+        let proposal_bytes_max = flags.proposal_bytes_max.unwrap_or(PROPOSAL_BYTES_LIMIT);
+        if !(1..=PROPOSAL_BYTES_LIMIT).contains(&proposal_bytes_max) {
+            return Err(format!(
+                "--proposal-bytes-max must be between 1 and {PROPOSAL_BYTES_LIMIT}, got {proposal_bytes_max}"
+            ));
+        }
+        let proto_max_bulk_len = positive(
+            "proto-max-bulk-len",
+            flags.proto_max_bulk_len.unwrap_or(512 << 20),
+        )?;
+        if proto_max_bulk_len > 512 << 20 {
+            return Err(format!(
+                "--proto-max-bulk-len must be at most 536870912 (512 MiB, a value must fit in one log entry), got \
+                 {proto_max_bulk_len}"
+            ));
+        }
         let hz = flags.hz.unwrap_or(10);
         if !(1..=500).contains(&hz) {
             return Err(format!("--hz must be between 1 and 500, got {hz}"));
@@ -264,6 +310,15 @@ impl ServerConfig {
             pipeline_batch_max: positive(
                 "pipeline-batch-max",
                 flags.pipeline_batch_max.unwrap_or(1024),
+            )?,
+            pipeline_batch_bytes_max: positive(
+                "pipeline-batch-bytes-max",
+                flags.pipeline_batch_bytes_max.unwrap_or(64 << 20),
+            )?,
+            proposal_bytes_max,
+            multi_queued_max: positive(
+                "multi-queued-max",
+                flags.multi_queued_max.unwrap_or(1_000_000),
             )?,
             write_timeout: Duration::from_millis(positive(
                 "write-timeout-ms",

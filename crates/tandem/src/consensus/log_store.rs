@@ -114,10 +114,17 @@ impl LogStore {
         })
     }
 
-    /// After the state machine loaded a snapshot ending at `snapshot_last`: if the log's purge
-    /// marker is ahead of it (the newest snapshot was damaged and an older one loaded), lower the
-    /// logical purge point so openraft replays the log after the older snapshot. The physical log
-    /// must still hold those entries; `StateMachine::open` checked that.
+    /// Makes the log agree with the snapshot the state machine loaded (ending at
+    /// `snapshot_last`), before openraft reads the log state:
+    ///
+    /// - the purge marker may be ahead of it (the newest snapshot was damaged and an older one was
+    ///   loaded): lower the logical purge point so openraft replays the log after the older
+    ///   snapshot; `StateMachine::open` checked the log still holds those entries;
+    /// - the log may end before it: under `--appendfsync everysec|no`, a crash can lose the
+    ///   unsynced tail of the log while the (fsynced) snapshot covers it. The snapshot holds
+    ///   everything those entries did, so the log is purged up to the snapshot and continues
+    ///   right after it;
+    /// - the committed marker cannot be ahead of what exists.
     pub fn reconcile_with_snapshot(&mut self, snapshot_last: Option<LogId>) -> io::Result<()> {
         let mut c = self.cached.lock();
         if c.last_purged.map(|l| l.index()) > snapshot_last.map(|l| l.index()) {
@@ -127,11 +134,23 @@ impl LogStore {
             );
             c.last_purged = snapshot_last;
         }
+        if let Some(snap) = snapshot_last {
+            if c.last_log_id.map(|l| l.index()) < Some(snap.index()) {
+                warn!(
+                    "the log ends at {:?}, before the loaded snapshot {snap:?} (an unsynced tail was lost): the log \
+                     continues after the snapshot",
+                    c.last_log_id
+                );
+                self.log.purge_upto(snap.index(), encode(&snap)?)?;
+                c.last_purged = Some(snap);
+                c.last_log_id = Some(snap);
+            }
+        }
+        let top = c.last_log_id.max(c.last_purged);
+        if c.committed > top {
+            c.committed = top;
+        }
         Ok(())
-    }
-
-    pub fn log(&self) -> &Arc<Log> {
-        &self.log
     }
 }
 
@@ -177,7 +196,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let c = self.cached.lock();
         Ok(LogState {
             last_purged_log_id: c.last_purged,
-            last_log_id: c.last_log_id.or(c.last_purged),
+            last_log_id: c.last_log_id.max(c.last_purged),
         })
     }
 
@@ -264,8 +283,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         // Physically keep what the previous snapshot needs; logically everything up to `log_id` is
-        // gone for openraft.
-        let physical = log_id.index().min(self.purge_floor.get());
+        // gone for openraft. A purge beyond the end of the log (after a snapshot was installed
+        // past it) empties it, so the next append continues after `log_id`.
+        let reaches_end = self
+            .log
+            .last_index()
+            .is_none_or(|last| log_id.index() > last);
+        let physical = if reaches_end {
+            log_id.index()
+        } else {
+            log_id.index().min(self.purge_floor.get())
+        };
         if physical > 0 {
             let log = self.log.clone();
             let marker = encode(&log_id)?;

@@ -56,6 +56,9 @@ struct Identity {
 
 const IDENTITY_FILE: &str = "identity.toml";
 
+/// Longest a SAVE waits for its snapshot.
+const SNAPSHOT_WAIT_MAX: Duration = Duration::from_secs(300);
+
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// The entry may or may not be committed: never retry a non-idempotent write automatically.
@@ -229,15 +232,18 @@ impl Node {
             .map_err(|e| io::Error::other(format!("recovery did not finish: {e}")))?;
 
         let r = raft.clone();
-        let barrier = ReadBarrier::new(Arc::new(move || {
-            let r = r.clone();
-            Box::pin(async move {
-                r.ensure_linearizable(ReadPolicy::ReadIndex)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
-        }));
+        let barrier = ReadBarrier::new(
+            Arc::new(move || {
+                let r = r.clone();
+                Box::pin(async move {
+                    r.ensure_linearizable(ReadPolicy::ReadIndex)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            }),
+            config.write_timeout,
+        );
         Ok(Arc::new(Node {
             raft,
             sm,
@@ -287,9 +293,10 @@ impl Node {
     }
 
     fn is_sole_voter_leader(&self) -> bool {
-        let metrics = self.raft.server_metrics();
+        // `metrics()`, not `server_metrics()`: only the former reports a core that has stopped.
+        let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
-        if m.state != ServerState::Leader {
+        if m.state != ServerState::Leader || m.running_state.is_err() {
             return false;
         }
         let mut voters = m.membership_config.membership().voter_ids();
@@ -300,24 +307,43 @@ impl Node {
         self.raft.metrics().borrow_watched().state == ServerState::Leader
     }
 
-    /// Takes a snapshot now through openraft (SAVE), and waits for it (bounded).
+    /// Takes a snapshot now through openraft (SAVE) and waits (bounded) until a snapshot covers
+    /// every write applied before the call.
     pub async fn snapshot_now(&self) -> Result<(), String> {
-        use std::sync::atomic::Ordering;
-        let stats = &self.sm.shared.stats;
-        let before = stats.count.load(Ordering::Relaxed);
+        let target = self.state().read().last_applied.map(|l| l.index());
         self.raft
             .trigger()
             .snapshot()
             .await
             .map_err(|e| e.to_string())?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        while stats.count.load(Ordering::Relaxed) == before {
+        let deadline = tokio::time::Instant::now() + SNAPSHOT_WAIT_MAX;
+        while self.sm.current_snapshot_index() < target {
             if tokio::time::Instant::now() > deadline {
-                return Err("snapshot did not finish within 300 s".into());
+                return Err(format!(
+                    "no snapshot covering index {target:?} within {} s; see the server log",
+                    SNAPSHOT_WAIT_MAX.as_secs()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(())
+    }
+
+    /// Resolves when the consensus core has stopped (a storage failure, shutdown), with why.
+    /// A node whose core stopped can neither write nor serve linearizable reads: the server exits
+    /// so a supervisor restarts it, rather than staying up half alive.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            // Never hold the borrow across an await (DESIGN.md, traps).
+            let state = metrics.borrow_watched().running_state.clone();
+            if let Err(fatal) = state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the consensus core stopped".into();
+            }
+        }
     }
 
     pub async fn shutdown(&self) {

@@ -233,6 +233,15 @@ impl StateMachine {
         Ok((sm, report))
     }
 
+    /// Last log index covered by the newest snapshot.
+    pub fn current_snapshot_index(&self) -> Option<u64> {
+        self.shared
+            .current
+            .lock()
+            .as_ref()
+            .and_then(|(meta, _)| meta.last_log_id.map(|l| l.index()))
+    }
+
     /// Keeps the two newest snapshots and lets the log purge up to the older one.
     fn update_purge_floor(&self) -> io::Result<()> {
         let snapshots = tandem_snapshot::list_snapshots(&self.shared.dir)?;
@@ -402,6 +411,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let name = snapshot_name(seq, meta.last_log_id.map(|l| l.index()).unwrap_or(0));
         let dest = self.shared.dir.join(format!("{name}.snap"));
         std::fs::rename(&snapshot.path, &dest)?;
+        std::fs::File::open(&self.shared.dir)?.sync_all()?;
         *self.shared.state.write() = state;
         *self.shared.current.lock() = Some((meta.clone(), dest));
         self.update_purge_floor()?;

@@ -24,7 +24,7 @@ pub fn allowed_before_auth(name: &[u8]) -> bool {
 pub fn runs_inside_multi(name: &str) -> bool {
     matches!(
         name,
-        "exec" | "discard" | "multi" | "quit" | "reset" | "watch" | "unwatch"
+        "exec" | "discard" | "multi" | "quit" | "reset" | "unwatch"
     )
 }
 
@@ -58,6 +58,11 @@ pub fn stateless(args: &[Bytes]) -> Frame {
             _ => tandem_core::wrong_arity("ping"),
         },
         "echo" => Frame::Bulk(args[1].clone()),
+        "select" => match parse_i64(&args[1]) {
+            Some(0) => Frame::ok(),
+            Some(_) => Frame::error("ERR DB index is out of range"),
+            None => Frame::error("ERR value is not an integer or out of range"),
+        },
         "time" => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -76,11 +81,7 @@ pub fn stateless(args: &[Bytes]) -> Frame {
 pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
     let frame = match name {
         "ping" | "echo" | "time" => stateless(args),
-        "select" => match parse_i64(&args[1]) {
-            Some(0) => Frame::ok(),
-            Some(_) => Frame::error("ERR DB index is out of range"),
-            None => Frame::error("ERR value is not an integer or out of range"),
-        },
+        "select" => stateless(args),
         "quit" => {
             conn.close = true;
             Frame::ok()
@@ -115,6 +116,7 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
             } else {
                 conn.multi = Some(Multi {
                     queued: Vec::new(),
+                    queued_bytes: 0,
                     failed: false,
                 });
                 conn.info.multi.store(0, Ordering::Relaxed);
@@ -139,15 +141,8 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
                 }
             }
         },
-        "watch" | "unwatch" => {
-            if name == "watch" && conn.multi.is_some() {
-                Frame::error("ERR WATCH inside MULTI is not allowed")
-            } else if name == "watch" {
-                Frame::error("ERR WATCH is not supported by Tandem; use MULTI/EXEC, which is applied atomically")
-            } else {
-                Frame::ok()
-            }
-        }
+        // Nothing is ever watched (WATCH is not served), so there is nothing to forget.
+        "unwatch" => Frame::ok(),
         "wait" => wait(args).await,
         "save" | "bgsave" => match conn.shared.node.snapshot_now().await {
             Ok(()) if name == "save" => Frame::ok(),
@@ -169,7 +164,11 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
                 match lower(a).as_str() {
                     "nosave" => save = false,
                     "save" => save = true,
-                    "now" | "force" | "abort" => {}
+                    "now" | "force" => {}
+                    "abort" if args.len() == 2 => {
+                        conn.reply(Frame::error("ERR No shutdown in progress."));
+                        return;
+                    }
                     _ => {
                         conn.reply(syntax_error());
                         return;
@@ -189,6 +188,19 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
             return;
         }
         "debug" => debug(conn, args),
+        "role" => Frame::Array(vec![
+            Frame::bulk("master"),
+            Frame::Integer(
+                conn.shared
+                    .node
+                    .state()
+                    .read()
+                    .last_applied
+                    .map(|l| l.index as i64)
+                    .unwrap_or(0),
+            ),
+            Frame::Array(Vec::new()),
+        ]),
         other => Frame::Error(format!(
             "ERR command '{other}' is known but not served by this node"
         )),
@@ -410,28 +422,23 @@ fn command_docs(spec: &CommandSpec) -> Frame {
 }
 
 fn command(_conn: &mut Conn, args: &[Bytes]) -> Frame {
-    if args.len() == 1 {
+    if args.len() == 1 || (args.len() == 2 && lower(&args[1]) == "info") {
         return Frame::Array(COMMANDS.iter().map(command_info).collect());
     }
     let sub = lower(&args[1]);
     match sub.as_str() {
         "count" if args.len() == 2 => Frame::Integer(COMMANDS.len() as i64),
         "list" => Frame::Array(COMMANDS.iter().map(|c| Frame::bulk(c.name)).collect()),
-        "info" => {
-            if args.len() == 2 {
-                return Frame::Array(COMMANDS.iter().map(command_info).collect());
-            }
-            Frame::Array(
-                args[2..]
-                    .iter()
-                    .map(|n| {
-                        tandem_core::lookup(n)
-                            .map(command_info)
-                            .unwrap_or(Frame::NullArray)
-                    })
-                    .collect(),
-            )
-        }
+        "info" => Frame::Array(
+            args[2..]
+                .iter()
+                .map(|n| {
+                    tandem_core::lookup(n)
+                        .map(command_info)
+                        .unwrap_or(Frame::NullArray)
+                })
+                .collect(),
+        ),
         "docs" => {
             let specs: Vec<&CommandSpec> = if args.len() == 2 {
                 COMMANDS.iter().collect()
@@ -457,17 +464,12 @@ fn command(_conn: &mut Conn, args: &[Bytes]) -> Frame {
 fn config_items(conn: &Conn) -> Vec<(&'static str, String, bool)> {
     let c = &conn.shared.config;
     let rt = conn.shared.runtime.read();
-    let fsync = match c.appendfsync {
-        tandem_log::FsyncPolicy::Always => "always",
-        tandem_log::FsyncPolicy::EverySec => "everysec",
-        tandem_log::FsyncPolicy::No => "no",
-    };
     vec![
         ("port", c.port.to_string(), false),
         ("bind", c.bind.to_string(), false),
         ("dir", c.data_dir.display().to_string(), false),
         ("appendonly", "yes".into(), false),
-        ("appendfsync", fsync.into(), false),
+        ("appendfsync", c.appendfsync.as_str().into(), false),
         ("save", String::new(), false),
         ("databases", "1".into(), false),
         ("maxclients", c.maxclients.to_string(), false),
@@ -535,10 +537,15 @@ fn config(conn: &mut Conn, args: &[Bytes]) -> Frame {
         "set" if args.len() >= 4 && args.len().is_multiple_of(2) => {
             let items = config_items(conn);
             // Validate everything first: all or nothing, like Redis.
-            let mut changes = Vec::new();
+            let mut changes: Vec<(String, String)> = Vec::new();
             for pair in args[2..].chunks(2) {
                 let name = lower(&pair[0]);
                 let value = String::from_utf8_lossy(&pair[1]).into_owned();
+                if changes.iter().any(|(n, _)| *n == name) {
+                    return Frame::Error(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
+                    ));
+                }
                 match items.iter().find(|(n, _, _)| *n == name) {
                     None => {
                         return Frame::Error(format!(
@@ -564,6 +571,7 @@ fn config(conn: &mut Conn, args: &[Bytes]) -> Frame {
             let mut rt = conn.shared.runtime.write();
             for (name, value) in changes {
                 match name.as_str() {
+                    // Validated above.
                     "checksum-algorithm" => {
                         if let Ok(a) = value.parse() {
                             rt.checksum_algorithm = a;

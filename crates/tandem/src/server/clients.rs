@@ -27,7 +27,6 @@ pub struct ClientMeta {
     pub name: String,
     pub lib_name: String,
     pub lib_ver: String,
-    pub last_cmd: String,
     pub resp: u8,
 }
 
@@ -104,8 +103,8 @@ impl ClientInfo {
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={age} idle={idle} flags={flags} db=0 sub=0 psub=0 ssub=0 \
              multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 \
-             events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
-            self.id, self.addr, self.laddr, meta.name, meta.last_cmd, meta.resp, meta.lib_name, meta.lib_ver
+             events=r cmd=NULL user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id, self.addr, self.laddr, meta.name, meta.resp, meta.lib_name, meta.lib_ver
         )
     }
 }

@@ -29,6 +29,8 @@ const OUT_FLUSH_BYTES: usize = 64 * 1024;
 /// and parsed (syntax, values, relative expiries) only at EXEC.
 pub struct Multi {
     pub queued: Vec<Vec<Bytes>>,
+    /// Bytes of arguments queued: the transaction is one log entry, so it has a size limit.
+    pub queued_bytes: usize,
     /// A command failed to queue (unknown, wrong arity, not allowed): EXEC must abort.
     pub failed: bool,
 }
@@ -36,7 +38,7 @@ pub struct Multi {
 /// Server-level commands that may be queued in MULTI: they touch no data, so EXEC answers them
 /// in place without putting them in the log.
 pub fn stateless_in_multi(name: &str) -> bool {
-    matches!(name, "ping" | "echo" | "time")
+    matches!(name, "ping" | "echo" | "time" | "select")
 }
 
 pub struct Conn {
@@ -48,8 +50,9 @@ pub struct Conn {
     /// Close the connection once the replies so far are written (QUIT, protocol error).
     pub close: bool,
     pub out: BytesMut,
-    /// Writes of the current pipeline not yet proposed.
+    /// Writes of the current pipeline not yet proposed, and their size in argument bytes.
     pending: Vec<Op>,
+    pending_bytes: usize,
     /// A barrier (or a committed write) completed after every request in the current read
     /// arrived, so reads in it are linearizable without another round.
     barrier_fresh: bool,
@@ -75,6 +78,14 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr)
         return;
     };
     let id = info.id;
+    // Unregisters even if the task panics, so a client slot is never leaked.
+    struct Registered(Arc<Shared>, u64);
+    impl Drop for Registered {
+        fn drop(&mut self) {
+            self.0.clients.unregister(self.1);
+        }
+    }
+    let _registered = Registered(shared.clone(), id);
     let mut conn = Conn {
         authenticated: shared.runtime.read().requirepass.is_none(),
         shared: shared.clone(),
@@ -84,6 +95,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr)
         close: false,
         out: BytesMut::with_capacity(16 * 1024),
         pending: Vec::new(),
+        pending_bytes: 0,
         barrier_fresh: false,
         ctx: ParseContext {
             algorithm: shared.config.checksum_algorithm,
@@ -93,7 +105,6 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr)
     if let Err(e) = conn.run(&mut socket).await {
         debug!("client {id} ({peer}): {e}");
     }
-    shared.clients.unregister(id);
 }
 
 impl Conn {
@@ -117,7 +128,6 @@ impl Conn {
                 .net_input_bytes
                 .fetch_add(n as u64, Ordering::Relaxed);
             self.barrier_fresh = false;
-            self.ctx = self.parse_context();
             self.info.touch();
             loop {
                 // Before AUTH, Redis's tighter limits apply (at most 10 arguments of 16 KiB).
@@ -198,7 +208,9 @@ impl Conn {
             .stats
             .commands_processed
             .fetch_add(1, Ordering::Relaxed);
-        self.info.touch();
+        // Per command, not per read: an earlier command of the pipeline may have waited (WAIT,
+        // a write, a barrier) or changed the configured checksum algorithm.
+        self.ctx = self.parse_context();
         let name = &args[0];
 
         if !self.authenticated && !admin::allowed_before_auth(name) {
@@ -231,6 +243,16 @@ impl Conn {
         if self.multi.is_some() && !admin::runs_inside_multi(spec.name) {
             return self.queue(spec.name, args);
         }
+        // Every write becomes (part of) one log entry, which has a size limit: refuse what
+        // cannot fit instead of letting the log reject it.
+        let request_bytes: usize = args.iter().map(|a| a.len()).sum();
+        if request_bytes > shared.config.proposal_bytes_max {
+            self.flush_pending().await;
+            return self.reply(Frame::Error(format!(
+                "ERR request too large: {request_bytes} bytes of arguments, over proposal-bytes-max ({})",
+                shared.config.proposal_bytes_max
+            )));
+        }
 
         match tandem_core::parse_with_spec(spec, &args, &self.ctx) {
             Some(Ok(Command::Write(w))) => {
@@ -248,7 +270,11 @@ impl Conn {
                         return self.reply(frame);
                     }
                 }
+                if self.pending_bytes + request_bytes > shared.config.pipeline_batch_bytes_max {
+                    self.flush_pending().await;
+                }
                 self.pending.push(Op::Write(w));
+                self.pending_bytes += request_bytes;
                 if self.pending.len() >= shared.config.pipeline_batch_max {
                     self.flush_pending().await;
                 }
@@ -292,19 +318,35 @@ impl Conn {
 
     /// Queues a command inside MULTI (or records why it cannot be queued).
     fn queue(&mut self, spec_name: &str, args: Vec<Bytes>) {
+        let config = &self.shared.config;
         let Some(multi) = self.multi.as_mut() else {
             return;
         };
-        let reply =
-            if tandem_core::commands::is_data_command(spec_name) || stateless_in_multi(spec_name) {
-                multi.queued.push(args);
-                Frame::Simple("QUEUED".into())
-            } else {
-                multi.failed = true;
-                Frame::Error(format!(
-                    "ERR Command '{spec_name}' is not allowed inside a transaction in Tandem"
-                ))
-            };
+        let bytes: usize = args.iter().map(|a| a.len()).sum();
+        let reply = if multi.queued.len() >= config.multi_queued_max {
+            multi.failed = true;
+            Frame::Error(format!(
+                "ERR too many commands queued in MULTI (multi-queued-max is {})",
+                config.multi_queued_max
+            ))
+        } else if multi.queued_bytes + bytes > config.proposal_bytes_max {
+            multi.failed = true;
+            Frame::Error(format!(
+                "ERR transaction too large: over proposal-bytes-max ({} bytes of arguments; a \
+                 transaction is one log entry)",
+                config.proposal_bytes_max
+            ))
+        } else if tandem_core::commands::is_data_command(spec_name) || stateless_in_multi(spec_name)
+        {
+            multi.queued_bytes += bytes;
+            multi.queued.push(args);
+            Frame::Simple("QUEUED".into())
+        } else {
+            multi.failed = true;
+            Frame::Error(format!(
+                "ERR Command '{spec_name}' is not allowed inside a transaction in Tandem"
+            ))
+        };
         self.info
             .multi
             .store(multi.queued.len() as i64, Ordering::Relaxed);
@@ -317,6 +359,7 @@ impl Conn {
             return;
         }
         let ops = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         let n = ops.len();
         let batch = Batch {
             now_ms: now_ms(),
@@ -346,13 +389,20 @@ impl Conn {
         let ctx = self.parse_context();
         let mut replies: Vec<Option<Frame>> = Vec::with_capacity(queued.len());
         let mut ops = Vec::new();
+        let mut wrote = false;
         for args in &queued {
             match tandem_core::parse(args, &ctx) {
                 Some(Ok(Command::Write(w))) => {
-                    if let Err(frame) = self.verify_stored(&w) {
-                        replies.push(Some(frame));
-                        continue;
+                    // The stored copies are checked only up to the transaction's first write:
+                    // after it, an earlier op may have replaced the copy, and apply itself refuses
+                    // (CORRUPT) a derived write that meets damaged bytes.
+                    if !wrote {
+                        if let Err(frame) = self.verify_stored(&w) {
+                            replies.push(Some(frame));
+                            continue;
+                        }
                     }
+                    wrote = true;
                     ops.push(Op::Write(w));
                     replies.push(None);
                 }

@@ -107,15 +107,10 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
         "persistence" => {
             let s = &node.sm.shared.stats;
             let log = node.log.stats();
-            let fsync = match cfg.appendfsync {
-                tandem_log::FsyncPolicy::Always => "always",
-                tandem_log::FsyncPolicy::EverySec => "everysec",
-                tandem_log::FsyncPolicy::No => "no",
-            };
             vec![
                 ("loading", "0".into()),
                 ("appendonly", "1".into()),
-                ("appendfsync", fsync.into()),
+                ("appendfsync", cfg.appendfsync.as_str().into()),
                 (
                     "rdb_bgsave_in_progress",
                     (s.in_progress.load(Ordering::Relaxed) as u8).to_string(),

@@ -83,6 +83,8 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
     });
     info!("ready to accept connections on {addr}");
     tokio::spawn(expiry::run(shared.clone()));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut failure = None;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -103,10 +105,23 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
                 info!("received Ctrl-C, shutting down");
                 break;
             }
+            _ = terminate.recv() => {
+                info!("received SIGTERM, shutting down");
+                break;
+            }
+            why = node.stopped() => {
+                tracing::error!("consensus stopped: {why}; exiting so the node can be restarted");
+                failure = Some(why);
+                break;
+            }
         }
     }
     drop(listener);
+    let _ = shared.shutdown.send(true);
     node.shutdown().await;
     info!("shut down");
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(why) => Err(std::io::Error::other(format!("consensus stopped: {why}"))),
+    }
 }
