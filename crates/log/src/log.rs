@@ -283,8 +283,10 @@ impl Log {
     }
 
     /// Records the committed marker (opaque bytes, at most [`OPAQUE_BYTES_MAX`]) in the log
-    /// stream. It becomes durable with the same group commit as the entries queued with it;
-    /// `done` is called as for [`Log::append`]. [`Log::open`] returns the latest durable one.
+    /// stream. It becomes durable with the group commit of the entries queued with it or after
+    /// it: a group holding only markers is written but not fsynced, since a marker only speeds
+    /// up recovery and syncing it alone would double the fsyncs per commit round. `done` is
+    /// called once it is written. [`Log::open`] returns the latest marker that survived.
     ///
     /// ### To ensure correctness
     /// The latest marker is never lost to truncation or purge: before a segment record holding

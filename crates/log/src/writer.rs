@@ -505,7 +505,11 @@ impl Writer {
         let staged = !self.buf.is_empty();
         self.flush_buf()
             .map_err(|e| self.poison("writing to the log failed", &e))?;
-        if staged && self.inner.cfg.fsync == FsyncPolicy::Always {
+        // A group of committed markers alone is written but not synced: a marker is a hint for
+        // recovery, not data (the consensus layer does not wait on it; see `save_committed` in
+        // the tandem crate), and syncing it alone would cost a second fdatasync per commit
+        // round. The next group with entries syncs it too.
+        if staged && group.entries > 0 && self.inner.cfg.fsync == FsyncPolicy::Always {
             let active = self.active.as_ref().expect("written to a segment");
             active
                 .file

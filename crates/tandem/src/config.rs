@@ -101,6 +101,15 @@ pub struct ServerArgs {
     #[arg(long)]
     pub proposal_bytes_max: Option<usize>,
 
+    /// Log entries proposed and not yet applied at once. Client writes that arrive meanwhile are
+    /// combined into the next entry. [default: 2]
+    #[arg(long)]
+    pub proposals_in_flight_max: Option<usize>,
+
+    /// Most client operations combined into one log entry. [default: 4096]
+    #[arg(long)]
+    pub entry_ops_max: Option<usize>,
+
     /// Most commands queued in one MULTI. [default: 1000000]
     #[arg(long)]
     pub multi_queued_max: Option<usize>,
@@ -168,6 +177,8 @@ pub struct ServerConfig {
     pub pipeline_batch_bytes_max: usize,
     pub proposal_bytes_max: usize,
     pub multi_queued_max: usize,
+    pub proposals_in_flight_max: usize,
+    pub entry_ops_max: usize,
     pub write_timeout: Duration,
     pub snapshot_entries: u64,
     pub log_segment_bytes: u64,
@@ -223,6 +234,8 @@ impl ServerConfig {
                 pipeline_batch_bytes_max,
                 proposal_bytes_max,
                 multi_queued_max,
+                proposals_in_flight_max,
+                entry_ops_max,
                 write_timeout_ms,
                 snapshot_entries,
                 log_segment_bytes,
@@ -320,6 +333,11 @@ impl ServerConfig {
                 "multi-queued-max",
                 flags.multi_queued_max.unwrap_or(1_000_000),
             )?,
+            proposals_in_flight_max: positive(
+                "proposals-in-flight-max",
+                flags.proposals_in_flight_max.unwrap_or(2),
+            )?,
+            entry_ops_max: positive("entry-ops-max", flags.entry_ops_max.unwrap_or(4096))?,
             write_timeout: Duration::from_millis(positive(
                 "write-timeout-ms",
                 flags.write_timeout_ms.unwrap_or(10_000),

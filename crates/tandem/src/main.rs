@@ -47,9 +47,18 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config.log_level);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build();
+            // One thread: everything runs on the thread that accepts connections, so no request
+            // pays for a wake-up across threads (the log writer has its own thread either way).
+            let rt = if config.worker_threads == 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(config.worker_threads)
+                    .enable_all()
+                    .build()
+            };
             let rt = match rt {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -91,6 +100,11 @@ async fn serve(config: ServerConfig) -> std::io::Result<()> {
         write_timeout: config.write_timeout,
         force_truncate_log: config.force_truncate_log,
         log_cache_bytes: config.log_cache_bytes,
+        combiner: tandem::consensus::combiner::CombinerLimits {
+            ops_max: config.entry_ops_max,
+            bytes_max: config.pipeline_batch_bytes_max,
+            in_flight_max: config.proposals_in_flight_max,
+        },
     };
     let node = Node::start(consensus).await?;
     tandem::server::run(config, node).await

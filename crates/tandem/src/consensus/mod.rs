@@ -7,6 +7,7 @@
 //! - [`node`]: start-up (identity check, recovery, initialization) and the handle the server uses
 //!   to propose writes and wait for linearizable reads.
 
+pub mod combiner;
 pub mod log_store;
 pub mod network;
 pub mod node;

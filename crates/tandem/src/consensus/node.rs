@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::ClientWriteError;
 use openraft::{Raft, ReadPolicy, ServerState, SnapshotPolicy};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,7 @@ use tandem_core::{Batch, Frame};
 use tandem_log::{FsyncPolicy, Log, LogConfig};
 use tracing::{info, warn};
 
+use super::combiner::{Combiner, CombinerLimits};
 use super::log_store::{LogStore, PurgeFloor};
 use super::network::Network;
 use super::read_barrier::ReadBarrier;
@@ -45,6 +46,8 @@ pub struct ConsensusConfig {
     pub force_truncate_log: bool,
     /// Recent log payloads kept in memory.
     pub log_cache_bytes: usize,
+    /// How client writes are combined into log entries.
+    pub combiner: CombinerLimits,
 }
 
 /// A data dir's identity: which cluster and which node it belongs to.
@@ -56,10 +59,13 @@ struct Identity {
 
 const IDENTITY_FILE: &str = "identity.toml";
 
+/// How often the server checks that the consensus core is still running.
+const STOP_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Longest a SAVE waits for its snapshot.
 const SNAPSHOT_WAIT_MAX: Duration = Duration::from_secs(300);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum WriteError {
     /// The entry may or may not be committed: never retry a non-idempotent write automatically.
     #[error("UNKNOWN write outcome unknown: {0}; check the key before retrying")]
@@ -83,6 +89,7 @@ pub struct Node {
     pub config: ConsensusConfig,
     pub cluster_id: String,
     barrier: ReadBarrier,
+    combiner: Combiner,
     _dir_lock: DirLock,
 }
 
@@ -244,6 +251,12 @@ impl Node {
             }),
             config.write_timeout,
         );
+        let proposer = raft.clone();
+        let timeout = config.write_timeout;
+        let combiner = Combiner::start(
+            config.combiner,
+            Arc::new(move |batch| Box::pin(Node::propose(proposer.clone(), batch, timeout))),
+        );
         Ok(Arc::new(Node {
             raft,
             sm,
@@ -251,6 +264,7 @@ impl Node {
             config,
             cluster_id,
             barrier,
+            combiner,
             _dir_lock: dir_lock,
         }))
     }
@@ -260,21 +274,39 @@ impl Node {
         &self.sm.shared.state
     }
 
-    /// Proposes a batch and returns the state machine's replies once it is committed and applied.
-    pub async fn write(&self, batch: Batch) -> Result<Vec<Frame>, WriteError> {
-        let timeout = self.config.write_timeout;
-        match tokio::time::timeout(timeout, self.raft.client_write(Proposal(batch))).await {
-            Err(_) => Err(WriteError::Timeout(timeout.as_millis())),
-            Ok(Ok(resp)) => Ok(resp.data.0),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(WriteError::NotAccepted(format!(
-                    "this node is not the primary (primary: {:?})",
-                    f.leader_id
-                )))
-            }
-            Ok(Err(RaftError::APIError(e))) => Err(WriteError::OutcomeUnknown(e.to_string())),
-            Ok(Err(RaftError::Fatal(e))) => Err(WriteError::OutcomeUnknown(e.to_string())),
+    /// Writes a batch (one request: a pipeline's writes, a transaction) and returns the state
+    /// machine's replies, one per op, once it is committed and applied. `bytes` is its size in
+    /// argument bytes. Requests are combined into log entries (see `combiner.rs`).
+    pub async fn write(&self, batch: Batch, bytes: usize) -> Result<Vec<Frame>, WriteError> {
+        self.combiner.write(batch, bytes).await
+    }
+
+    /// Hands one entry to openraft (in call order) and returns a future of its replies, bounded
+    /// by the write timeout.
+    async fn propose(
+        raft: Raft<TypeConfig, StateMachine>,
+        batch: Batch,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Frame>, WriteError>> + Send>>
+    {
+        let (responder, applied) = openraft::impls::ProgressResponder::complete_only();
+        if let Err(fatal) = raft.client_write_ff(Proposal(batch), Some(responder)).await {
+            let e = WriteError::NotAccepted(fatal.to_string());
+            return Box::pin(async move { Err(e) });
         }
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, applied).await {
+                Err(_) => Err(WriteError::Timeout(timeout.as_millis())),
+                Ok(Err(_)) => Err(WriteError::OutcomeUnknown(
+                    "the consensus core dropped the write".into(),
+                )),
+                Ok(Ok(Ok(resp))) => Ok(resp.data.0),
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => Err(WriteError::NotAccepted(
+                    format!("this node is not the primary (primary: {:?})", f.leader_id),
+                )),
+                Ok(Ok(Err(e))) => Err(WriteError::OutcomeUnknown(e.to_string())),
+            }
+        })
     }
 
     /// Waits until a read that arrived before this call would be linearizable.
@@ -332,17 +364,17 @@ impl Node {
     /// Resolves when the consensus core has stopped (a storage failure, shutdown), with why.
     /// A node whose core stopped can neither write nor serve linearizable reads: the server exits
     /// so a supervisor restarts it, rather than staying up half alive.
+    ///
+    /// Polls (every `STOP_POLL_INTERVAL`) instead of watching the metrics: they change several
+    /// times per write, and a watcher would be woken, on another thread, for every one.
     pub async fn stopped(&self) -> String {
-        let mut metrics = self.raft.metrics();
         loop {
             // Never hold the borrow across an await (DESIGN.md, traps).
-            let state = metrics.borrow_watched().running_state.clone();
+            let state = self.raft.metrics().borrow_watched().running_state.clone();
             if let Err(fatal) = state {
                 return fatal.to_string();
             }
-            if metrics.changed().await.is_err() {
-                return "the consensus core stopped".into();
-            }
+            tokio::time::sleep(STOP_POLL_INTERVAL).await;
         }
     }
 

@@ -359,14 +359,14 @@ impl Conn {
             return;
         }
         let ops = std::mem::take(&mut self.pending);
-        self.pending_bytes = 0;
+        let bytes = std::mem::take(&mut self.pending_bytes);
         let n = ops.len();
         let batch = Batch {
             now_ms: now_ms(),
-            algorithm: self.shared.runtime.read().checksum_algorithm,
+            algorithm: self.ctx.algorithm,
             ops,
         };
-        match self.shared.node.write(batch).await {
+        match self.shared.node.write(batch, bytes).await {
             Ok(frames) => {
                 for f in frames {
                     self.reply(f);
@@ -422,7 +422,8 @@ impl Conn {
                 algorithm: ctx.algorithm,
                 ops,
             };
-            match self.shared.node.write(batch).await {
+            let bytes = queued.iter().flatten().map(|a| a.len()).sum();
+            match self.shared.node.write(batch, bytes).await {
                 Ok(frames) => frames,
                 Err(e) => return e.to_frame(),
             }

@@ -32,12 +32,13 @@ pub async fn run(shared: Arc<Shared>) {
         if due.is_empty() {
             continue;
         }
+        let bytes = due.iter().map(|k| k.len()).sum();
         let batch = Batch {
             now_ms: now,
             algorithm: shared.runtime.read().checksum_algorithm,
             ops: vec![Op::ExpireKeys(due)],
         };
-        match shared.node.write(batch).await {
+        match shared.node.write(batch, bytes).await {
             Ok(frames) => {
                 let deleted: i64 = frames
                     .iter()

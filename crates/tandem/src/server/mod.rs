@@ -85,6 +85,8 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
     tokio::spawn(expiry::run(shared.clone()));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut failure = None;
+    let stopped = node.stopped();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -109,7 +111,7 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
                 info!("received SIGTERM, shutting down");
                 break;
             }
-            why = node.stopped() => {
+            why = &mut stopped => {
                 tracing::error!("consensus stopped: {why}; exiting so the node can be restarted");
                 failure = Some(why);
                 break;
