@@ -344,6 +344,25 @@ fn next_seq(existing: &[PathBuf]) -> u64 {
         .unwrap_or(1)
 }
 
+impl StateMachine {
+    /// Takes the state's write lock, waiting without blocking the thread.
+    ///
+    /// While a snapshot is being serialized it holds the read lock (about a second with 1M keys).
+    /// Blocking on the write lock then would stall the runtime thread — and, since a queued
+    /// writer also holds back new readers, every client. Polling instead lets reads go on; only
+    /// writes wait for the snapshot.
+    async fn write_state(&self) -> parking_lot::RwLockWriteGuard<'_, SmState> {
+        let mut pause = std::time::Duration::from_micros(50);
+        loop {
+            if let Some(guard) = self.shared.state.try_write() {
+                return guard;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = SnapshotFile;
 
@@ -371,7 +390,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             let replies = {
-                let mut st = self.shared.state.write();
+                let mut st = self.write_state().await;
                 st.last_applied = Some(log_id);
                 match &entry.payload {
                     EntryPayload::Blank => Vec::new(),
