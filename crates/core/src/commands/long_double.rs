@@ -245,37 +245,7 @@ fn parse_decimal(s: &[u8]) -> Option<Rounded> {
     if !seen_digit {
         return None;
     }
-    let mut exp: i64 = 0;
-    if i < s.len() {
-        if s[i] | 0x20 != b'e' {
-            return None;
-        }
-        i += 1;
-        let neg = match s.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
-        if i >= s.len() {
-            return None;
-        }
-        for &c in &s[i..] {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            // Saturate: anything this large over/underflows anyway.
-            exp = (exp * 10 + i64::from(c - b'0')).min(1_000_000_000);
-        }
-        if neg {
-            exp = -exp;
-        }
-    }
+    let exp = parse_exponent(&s[i..], b'e')?;
     // Drop trailing zeros of the digits into the exponent.
     let mut exp10 = exp - frac_digits;
     while digits.last() == Some(&0) {
@@ -332,36 +302,7 @@ fn parse_hex(s: &[u8]) -> Option<Rounded> {
     if !seen_digit {
         return None;
     }
-    let mut exp: i64 = 0;
-    if i < s.len() {
-        if s[i] | 0x20 != b'p' {
-            return None;
-        }
-        i += 1;
-        let neg = match s.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
-        if i >= s.len() {
-            return None;
-        }
-        for &c in &s[i..] {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            exp = (exp * 10 + i64::from(c - b'0')).min(1_000_000_000);
-        }
-        if neg {
-            exp = -exp;
-        }
-    }
+    let exp = parse_exponent(&s[i..], b'p')?;
     Some(round(&n, exp - 4 * frac_digits, false))
 }
 
@@ -612,6 +553,40 @@ impl Ord for Big {
             .cmp(&other.limbs.len())
             .then_with(|| self.limbs.iter().rev().cmp(other.limbs.iter().rev()))
     }
+}
+
+/// The exponent part of a number (`rest` starts right after the digits): empty means 0, else
+/// `marker` (either case), an optional sign and at least one digit, and nothing after. Saturates:
+/// anything this large over- or underflows anyway.
+fn parse_exponent(rest: &[u8], marker: u8) -> Option<i64> {
+    let Some((&first, mut rest)) = rest.split_first() else {
+        return Some(0);
+    };
+    if first | 0x20 != marker {
+        return None;
+    }
+    let neg = match rest.first() {
+        Some(b'-') => {
+            rest = &rest[1..];
+            true
+        }
+        Some(b'+') => {
+            rest = &rest[1..];
+            false
+        }
+        _ => false,
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let mut exp: i64 = 0;
+    for &c in rest {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        exp = (exp * 10 + i64::from(c - b'0')).min(1_000_000_000);
+    }
+    Some(if neg { -exp } else { exp })
 }
 
 #[cfg(test)]
