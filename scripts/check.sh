@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one entry point for every check: formatting, lints (warnings denied), all tests, a brief
-# fuzz run of the RESP parser. CI (.ci/run) calls exactly this.
+# fuzz run of the parsers and decoders. CI (.ci/run) calls exactly this.
 #
 #   scripts/check.sh            everything
 #   FUZZ_SECONDS=0 scripts/check.sh   skip fuzzing
@@ -26,7 +26,7 @@ step "doc tests"
 cargo test --workspace --doc
 
 if [ "${FUZZ_SECONDS:-30}" != "0" ]; then
-  step "fuzz the RESP parser for ${FUZZ_SECONDS:-30}s per target"
+  step "fuzz the RESP parsers, the log decoders and the snapshot reader for ${FUZZ_SECONDS:-30}s per target"
   ./scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 fi
 
