@@ -154,7 +154,144 @@ pub struct ServerArgs {
     /// Log filter, e.g. `info`, `debug`, `tandem=debug`. [default: info]
     #[arg(long)]
     pub log_level: Option<String>,
+
+    /// Shared secret every node of a cluster is started with; peers without it are refused.
+    /// Required to talk to other nodes. [default: none: the node stays standalone]
+    #[arg(long, env = "TANDEM_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
+    /// The voters a new cluster starts with: `ID=HOST:CLUSTER_PORT,...`, the same on every one
+    /// of them. The lowest id initializes the cluster once all have started; restarting with the
+    /// same flags is safe. [default: none]
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    pub initial_cluster: Option<String>,
+
+    /// Join the cluster of the node at HOST:PORT (its client port) as a read replica, like
+    /// `REPLICAOF HOST PORT`. Only for a node with an empty data dir. [default: none]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub join: Option<String>,
+
+    /// Host name or address other nodes and clients use to reach this node. [default: the
+    /// --bind address]
+    #[arg(long)]
+    pub advertise_host: Option<String>,
+
+    /// Port of the HTTP endpoint (`/metrics`, `/health`, `/ready`); 0 disables it. [default: 0]
+    #[arg(long)]
+    pub http_port: Option<u16>,
+
+    /// A replica refuses reads (MASTERDOWN) when its data may be older than this, or when it has
+    /// heard nothing from the primary for longer. [default: 5000]
+    #[arg(long)]
+    pub replica_max_lag_ms: Option<u64>,
+
+    /// Snapshot bytes sent per second to one replica, at most. [default: 1073741824]
+    #[arg(long)]
+    pub replica_sync_bytes_per_sec_max: Option<u64>,
+
+    /// Bytes of a snapshot sent in one chunk (each is checked by its frame's CRC32C).
+    /// [default: 1048576, at most 16777216]
+    #[arg(long)]
+    pub snapshot_chunk_bytes: Option<usize>,
+
+    /// Keep at least this many log entries behind the newest snapshot. [default: 100000]
+    #[arg(long)]
+    pub log_retention_entries: Option<u64>,
+
+    /// Keep at least this many bytes of log entries behind the newest snapshot.
+    /// [default: 67108864]
+    #[arg(long)]
+    pub log_retention_bytes: Option<u64>,
+
+    /// Keep the log entries written in the last this many milliseconds. [default: 300000]
+    #[arg(long)]
+    pub log_retention_ms: Option<u64>,
+
+    /// When a write is acknowledged: `majority` (fsynced on a majority of voters) or `all`
+    /// (fsynced on every member, read replicas included). Per connection: CLIENT DURABILITY.
+    /// [default: majority]
+    #[arg(long)]
+    pub durability: Option<String>,
+
+    /// Interval between the primary's heartbeats to replicas. [default: 100]
+    #[arg(long)]
+    pub heartbeat_interval_ms: Option<u64>,
+
+    /// A voter that hears no primary for a random time between this and twice this starts an
+    /// election. [default: 400]
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
+
+    /// Deadline of one RPC between nodes. [default: 2000]
+    #[arg(long)]
+    pub rpc_timeout_ms: Option<u64>,
 }
+
+/// When a write is acknowledged to the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Fsynced on a majority of voters (openraft's commit).
+    Majority,
+    /// Also fsynced on every other member, read replicas included.
+    All,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "majority" => Ok(Durability::Majority),
+            "all" => Ok(Durability::All),
+            _ => Err(format!("durability must be majority or all, got '{s}'")),
+        }
+    }
+}
+
+/// Parses `--initial-cluster`.
+pub fn parse_initial_cluster(spec: &str) -> Result<Vec<(u64, String)>, String> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("--initial-cluster: '{part}' is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id > 0 && *id <= i64::MAX as u64)
+            .ok_or_else(|| {
+                format!(
+                    "--initial-cluster: '{id}' is not a node id (1 to {})",
+                    i64::MAX
+                )
+            })?;
+        let addr = addr.trim();
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+            _ => return Err(format!("--initial-cluster: '{addr}' is not HOST:PORT")),
+        }
+        if out.iter().any(|(i, _)| *i == id) {
+            return Err(format!("--initial-cluster lists node {id} twice"));
+        }
+        if out.iter().any(|(_, a)| a == addr) {
+            return Err(format!("--initial-cluster lists address {addr} twice"));
+        }
+        out.push((id, addr.to_string()));
+    }
+    if out.is_empty() {
+        return Err("--initial-cluster is empty".into());
+    }
+    if out.len() > INITIAL_CLUSTER_MAX {
+        return Err(format!(
+            "--initial-cluster lists {} nodes; at most {INITIAL_CLUSTER_MAX} voters",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// Most voters a cluster starts with (more voters make every write slower, not safer).
+pub const INITIAL_CLUSTER_MAX: usize = 9;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -189,6 +326,21 @@ pub struct ServerConfig {
     pub log_cache_bytes: usize,
     pub log_level: String,
     pub config_file: Option<PathBuf>,
+    pub cluster_secret: Option<String>,
+    pub initial_cluster: Vec<(u64, String)>,
+    pub join: Option<String>,
+    pub advertise_host: String,
+    pub http_port: u16,
+    pub replica_max_lag: Duration,
+    pub replica_sync_bytes_per_sec_max: u64,
+    pub snapshot_chunk_bytes: usize,
+    pub log_retention_entries: u64,
+    pub log_retention_bytes: u64,
+    pub log_retention: Duration,
+    pub durability: Durability,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    pub rpc_timeout: Duration,
 }
 
 macro_rules! merge {
@@ -245,6 +397,21 @@ impl ServerConfig {
                 worker_threads,
                 log_cache_bytes,
                 log_level,
+                cluster_secret,
+                initial_cluster,
+                join,
+                advertise_host,
+                http_port,
+                replica_max_lag_ms,
+                replica_sync_bytes_per_sec_max,
+                snapshot_chunk_bytes,
+                log_retention_entries,
+                log_retention_bytes,
+                log_retention_ms,
+                durability,
+                heartbeat_interval_ms,
+                election_timeout_ms,
+                rpc_timeout_ms,
             );
         }
         let port = flags.port.unwrap_or(6379);
@@ -293,9 +460,62 @@ impl ServerConfig {
                 "--log-segment-bytes must be at least 1048576, got {log_segment_bytes}"
             ));
         }
+        let bind = flags.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let advertise_host = match flags.advertise_host.clone() {
+            Some(h) if !h.trim().is_empty() => h.trim().to_string(),
+            Some(_) => return Err("--advertise-host is empty".into()),
+            None if bind.is_unspecified() => {
+                return Err(format!(
+                    "--bind {bind} listens on every address: say which one other nodes and clients reach this node                      at with --advertise-host"
+                ))
+            }
+            None => bind.to_string(),
+        };
+        let initial_cluster = match &flags.initial_cluster {
+            Some(spec) => parse_initial_cluster(spec)?,
+            None => Vec::new(),
+        };
+        if !initial_cluster.is_empty() && flags.join.is_some() {
+            return Err("--initial-cluster and --join exclude each other: a node either starts a cluster or joins one".into());
+        }
+        let node_id_given = flags.node_id;
+        if !initial_cluster.is_empty() {
+            let id = node_id_given.unwrap_or(1);
+            if !initial_cluster.iter().any(|(i, _)| *i == id) {
+                return Err(format!(
+                    "--initial-cluster does not list this node (--node-id {id}); a read replica joins with --join instead"
+                ));
+            }
+        }
+        let cluster_secret = flags.cluster_secret.clone().filter(|s| !s.is_empty());
+        if cluster_secret.as_ref().is_some_and(|s| s.len() < 8) {
+            return Err("--cluster-secret must be at least 8 characters".into());
+        }
+        let election_timeout_ms = flags.election_timeout_ms.unwrap_or(400);
+        let heartbeat_interval_ms = flags.heartbeat_interval_ms.unwrap_or(100);
+        if !(10..=60_000).contains(&heartbeat_interval_ms) {
+            return Err(format!(
+                "--heartbeat-interval-ms must be between 10 and 60000, got {heartbeat_interval_ms}"
+            ));
+        }
+        if election_timeout_ms < heartbeat_interval_ms * 2 || election_timeout_ms > 600_000 {
+            return Err(format!(
+                "--election-timeout-ms must be at least twice --heartbeat-interval-ms ({heartbeat_interval_ms}) and at                  most 600000, got {election_timeout_ms}"
+            ));
+        }
+        let snapshot_chunk_bytes = flags.snapshot_chunk_bytes.unwrap_or(1 << 20);
+        if !(4096..=16 << 20).contains(&snapshot_chunk_bytes) {
+            return Err(format!(
+                "--snapshot-chunk-bytes must be between 4096 and 16777216, got {snapshot_chunk_bytes}"
+            ));
+        }
+        let durability = match &flags.durability {
+            Some(d) => d.parse::<Durability>().map_err(|e| format!("--{e}"))?,
+            None => Durability::Majority,
+        };
         Ok(ServerConfig {
             port,
-            bind: flags.bind.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            bind,
             data_dir: flags.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
             node_id,
             cluster_port: flags.cluster_port.unwrap_or(port.wrapping_add(10000)),
@@ -364,6 +584,30 @@ impl ServerConfig {
             log_cache_bytes: flags.log_cache_bytes.unwrap_or(8 << 20),
             log_level: flags.log_level.unwrap_or_else(|| "info".into()),
             config_file: flags.config,
+            cluster_secret,
+            initial_cluster,
+            join: flags.join,
+            advertise_host,
+            http_port: flags.http_port.unwrap_or(0),
+            replica_max_lag: Duration::from_millis(positive(
+                "replica-max-lag-ms",
+                flags.replica_max_lag_ms.unwrap_or(5000),
+            )?),
+            replica_sync_bytes_per_sec_max: positive(
+                "replica-sync-bytes-per-sec-max",
+                flags.replica_sync_bytes_per_sec_max.unwrap_or(1 << 30),
+            )?,
+            snapshot_chunk_bytes,
+            log_retention_entries: flags.log_retention_entries.unwrap_or(100_000),
+            log_retention_bytes: flags.log_retention_bytes.unwrap_or(64 << 20),
+            log_retention: Duration::from_millis(flags.log_retention_ms.unwrap_or(300_000)),
+            durability,
+            heartbeat_interval_ms,
+            election_timeout_ms,
+            rpc_timeout: Duration::from_millis(positive(
+                "rpc-timeout-ms",
+                flags.rpc_timeout_ms.unwrap_or(2000),
+            )?),
         })
     }
 }
@@ -411,6 +655,47 @@ mod tests {
             parse_flags(&["--port", "70000"]).is_err(),
             "out-of-range port is refused"
         );
+    }
+
+    #[test]
+    fn initial_cluster_is_parsed_and_checked() {
+        assert_eq!(
+            parse_initial_cluster("1=127.0.0.1:17001, 2=h2:17002").unwrap(),
+            vec![
+                (1, "127.0.0.1:17001".to_string()),
+                (2, "h2:17002".to_string())
+            ]
+        );
+        for bad in [
+            "",
+            "1",
+            "0=h:1",
+            "1=h",
+            "1=h:0",
+            "1=h:1,1=h:2",
+            "1=h:1,2=h:1",
+            "x=h:1",
+        ] {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad} must be refused");
+        }
+        let err = parse_flags(&["--initial-cluster", "2=h:1,3=h:2", "--node-id", "1"]).unwrap_err();
+        assert!(err.contains("does not list this node"), "{err}");
+        let err = parse_flags(&["--initial-cluster", "1=h:1", "--join", "h:2"]).unwrap_err();
+        assert!(err.contains("exclude"), "{err}");
+        let err = parse_flags(&["--bind", "0.0.0.0"]).unwrap_err();
+        assert!(err.contains("--advertise-host"), "{err}");
+        assert!(parse_flags(&["--cluster-secret", "short"]).is_err());
+        assert!(parse_flags(&["--durability", "some"]).is_err());
+        assert!(parse_flags(&[
+            "--election-timeout-ms",
+            "100",
+            "--heartbeat-interval-ms",
+            "100"
+        ])
+        .is_err());
+        assert!(parse_flags(&["--snapshot-chunk-bytes", "1"]).is_err());
+        let c = parse_flags(&["--durability", "all", "--initial-cluster", "1=h:1"]).unwrap();
+        assert_eq!(c.durability, Durability::All);
     }
 
     #[test]

@@ -15,10 +15,17 @@
 //! - snapshot (crate `tandem-snapshot`): the snapshot file format, CRC32C blocks and a whole-file
 //!   digest.
 //! - checksum (crate `tandem-checksum`): the value checksum algorithms behind one type.
+//! - [`http`]: `/health`, `/ready` and `/metrics` for load balancers and monitoring
+//!   (`--http-port`).
+//! - [`up`]: `tandem up`, a local cluster of child processes for trying Tandem.
+//! - [`cluster_cli`]: `tandem cluster ...`, status and membership changes over RESP.
 //! - [`check`]: `tandem check DATA_DIR`, offline verification of everything on disk.
 //! - [`config`]: flags, the TOML file, defaults.
 
 pub mod check;
+pub mod cluster_cli;
 pub mod config;
 pub mod consensus;
+pub mod http;
 pub mod server;
+pub mod up;

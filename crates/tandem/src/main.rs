@@ -1,4 +1,4 @@
-//! The `tandem` binary: `tandem server`, `tandem check`.
+//! The `tandem` binary: `tandem server`, `tandem check`, `tandem up`, `tandem cluster`.
 
 use std::process::ExitCode;
 
@@ -33,6 +33,11 @@ enum Cmd {
         /// The data directory of a stopped node.
         data_dir: std::path::PathBuf,
     },
+    /// Start a local cluster for trying Tandem: several `tandem server` processes on 127.0.0.1,
+    /// data in one folder, connection lines printed, everything stopped on Ctrl-C.
+    Up(tandem::up::UpArgs),
+    /// Look at or change a running cluster: status, add-replica, promote, demote, remove.
+    Cluster(tandem::cluster_cli::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +90,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Cmd::Up(args) => {
+            init_logging("warn");
+            tandem::up::run(args)
+        }
+        Cmd::Cluster(args) => {
+            init_logging("warn");
+            tandem::cluster_cli::run(args)
+        }
     }
 }
 
@@ -92,8 +105,8 @@ async fn serve(config: ServerConfig) -> std::io::Result<()> {
     let consensus = ConsensusConfig {
         data_dir: config.data_dir.clone(),
         node_id: config.node_id,
-        client_addr: format!("{}:{}", config.bind, config.port),
-        cluster_addr: format!("{}:{}", config.bind, config.cluster_port),
+        client_addr: format!("{}:{}", config.advertise_host, config.port),
+        cluster_addr: format!("{}:{}", config.advertise_host, config.cluster_port),
         fsync: config.appendfsync,
         log_segment_bytes: config.log_segment_bytes,
         snapshot_entries: config.snapshot_entries,
@@ -105,6 +118,21 @@ async fn serve(config: ServerConfig) -> std::io::Result<()> {
             bytes_max: config.pipeline_batch_bytes_max,
             in_flight_max: config.proposals_in_flight_max,
         },
+        cluster_secret: config.cluster_secret.clone(),
+        initial_cluster: config.initial_cluster.clone(),
+        join: config.join.clone(),
+        heartbeat_interval_ms: config.heartbeat_interval_ms,
+        election_timeout_min_ms: config.election_timeout_ms,
+        election_timeout_max_ms: config.election_timeout_ms * 2,
+        rpc_timeout: config.rpc_timeout,
+        snapshot_bytes_per_sec_max: config.replica_sync_bytes_per_sec_max,
+        snapshot_chunk_bytes: config.snapshot_chunk_bytes,
+        retention: tandem::consensus::Retention {
+            entries: config.log_retention_entries,
+            bytes: config.log_retention_bytes,
+            age: config.log_retention,
+        },
+        cluster_bind: std::net::SocketAddr::new(config.bind, config.cluster_port),
     };
     let node = Node::start(consensus).await?;
     tandem::server::run(config, node).await

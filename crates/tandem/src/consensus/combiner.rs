@@ -24,13 +24,13 @@ use std::sync::Arc;
 use tandem_core::{Batch, Frame};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::node::WriteError;
+use super::node::{WriteError, Written};
 
 /// One client request: a pipeline's writes, or a transaction.
 struct Request {
     batch: Batch,
     bytes: usize,
-    reply: oneshot::Sender<Result<Vec<Frame>, WriteError>>,
+    reply: oneshot::Sender<Result<Written, WriteError>>,
 }
 
 /// Limits of one combined entry.
@@ -55,7 +55,7 @@ type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send
 /// entry to openraft — awaited by the proposer, so entries enter the log in the order they were
 /// formed — and yields the inner future, which resolves with the replies once it is applied.
 pub type ProposeFn =
-    Arc<dyn Fn(Batch) -> BoxFuture<BoxFuture<Result<Vec<Frame>, WriteError>>> + Send + Sync>;
+    Arc<dyn Fn(Batch) -> BoxFuture<BoxFuture<Result<Written, WriteError>>> + Send + Sync>;
 
 impl Combiner {
     pub fn start(limits: CombinerLimits, propose: ProposeFn) -> Combiner {
@@ -66,7 +66,7 @@ impl Combiner {
 
     /// Queues a request (`bytes`: its size in argument bytes) and returns its replies, one per
     /// op, once the entry holding it is applied.
-    pub async fn write(&self, batch: Batch, bytes: usize) -> Result<Vec<Frame>, WriteError> {
+    pub async fn write(&self, batch: Batch, bytes: usize) -> Result<Written, WriteError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request {
@@ -134,11 +134,15 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Request>, limits: CombinerLimits, p
             let result = applied.await;
             drop(slot);
             match result {
-                Ok(frames) => {
-                    let mut frames = frames.into_iter();
+                Ok(written) => {
+                    let index = written.index;
+                    let mut frames = written.frames.into_iter();
                     for (reply, n) in replies.into_iter().zip(counts) {
                         let mine: Vec<Frame> = frames.by_ref().take(n).collect();
-                        let _ = reply.send(Ok(mine));
+                        let _ = reply.send(Ok(Written {
+                            index,
+                            frames: mine,
+                        }));
                     }
                 }
                 Err(e) => {
@@ -171,16 +175,19 @@ mod tests {
         Arc::new(move |batch: Batch| {
             let entries = entries.clone();
             entries.fetch_add(1, Ordering::SeqCst);
-            let applied: BoxFuture<Result<Vec<Frame>, WriteError>> = Box::pin(async move {
+            let applied: BoxFuture<Result<Written, WriteError>> = Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                Ok(batch
-                    .ops
-                    .iter()
-                    .map(|op| match op {
-                        Op::ExpireKeys(k) => Frame::Bulk(k[0].clone()),
-                        _ => Frame::Null,
-                    })
-                    .collect())
+                Ok(Written {
+                    index: 1,
+                    frames: batch
+                        .ops
+                        .iter()
+                        .map(|op| match op {
+                            Op::ExpireKeys(k) => Frame::Bulk(k[0].clone()),
+                            _ => Frame::Null,
+                        })
+                        .collect(),
+                })
             });
             Box::pin(std::future::ready(applied))
         })
@@ -212,7 +219,11 @@ mod tests {
                 for round in 0..10 {
                     let keys: Vec<String> =
                         (0..3).map(|i| format!("c{client}-r{round}-{i}")).collect();
-                    let frames = c.write(batch(&keys, Algorithm::Sha256), 10).await.unwrap();
+                    let frames = c
+                        .write(batch(&keys, Algorithm::Sha256), 10)
+                        .await
+                        .unwrap()
+                        .frames;
                     let want: Vec<Frame> = keys
                         .iter()
                         .map(|k| Frame::Bulk(Bytes::from(k.clone())))
@@ -237,9 +248,12 @@ mod tests {
         let propose: ProposeFn = Arc::new(move |b: Batch| {
             s.lock().push((b.ops.len(), b.algorithm));
             let n = b.ops.len();
-            let applied: BoxFuture<Result<Vec<Frame>, WriteError>> = Box::pin(async move {
+            let applied: BoxFuture<Result<Written, WriteError>> = Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok(vec![Frame::Null; n])
+                Ok(Written {
+                    index: 1,
+                    frames: vec![Frame::Null; n],
+                })
             });
             Box::pin(std::future::ready(applied))
         });
@@ -281,7 +295,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_entry_fails_every_request_in_it() {
         let propose: ProposeFn = Arc::new(|_b: Batch| {
-            let applied: BoxFuture<Result<Vec<Frame>, WriteError>> =
+            let applied: BoxFuture<Result<Written, WriteError>> =
                 Box::pin(async { Err(WriteError::Timeout(7)) });
             Box::pin(std::future::ready(applied))
         });

@@ -4,10 +4,11 @@
 //! 1. identity file: refuse a data dir that belongs to another node or cluster;
 //! 2. open the log (torn tail truncated, damage elsewhere refused with file and offset);
 //! 3. load the newest valid snapshot (or the previous one if the log covers it);
-//! 4. start openraft, initialize a fresh single-voter cluster;
-//! 5. `wait_for_recovery`: replay committed entries before any read is served.
+//! 4. start openraft and the peer listener (when a cluster secret is set);
+//! 5. `wait_for_recovery`: replay committed entries before any read is served;
+//! 6. form the cluster if needed: `--initial-cluster` bootstrap, `--join`, or (standalone) a
+//!    single-voter cluster on the first write (see `membership.rs`).
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,15 +18,17 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::{Raft, ReadPolicy, ServerState, SnapshotPolicy};
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
 use tandem_core::{Batch, Frame};
 use tandem_log::{FsyncPolicy, Log, LogConfig};
 use tracing::{info, warn};
 
 use super::combiner::{Combiner, CombinerLimits};
+use super::identity::IdentityFile;
 use super::log_store::{LogStore, PurgeFloor};
-use super::network::Network;
+use super::network::{Network, PeerContext};
 use super::read_barrier::ReadBarrier;
+use super::service::PeerService;
+use super::snapshot_transfer::Receiver;
 use super::state_machine::{SmState, StateMachine};
 use super::types::{NodeAddr, NodeId, Proposal, TypeConfig};
 
@@ -48,19 +51,39 @@ pub struct ConsensusConfig {
     pub log_cache_bytes: usize,
     /// How client writes are combined into log entries.
     pub combiner: CombinerLimits,
+    /// Shared secret of the cluster; without one the node talks to no other node.
+    pub cluster_secret: Option<String>,
+    /// `--initial-cluster`: the voters a new cluster starts with (id, cluster address).
+    pub initial_cluster: Vec<(NodeId, String)>,
+    /// `--join`: the client address of a member to ask for admission as a read replica.
+    pub join: Option<String>,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Deadline of one RPC between nodes.
+    pub rpc_timeout: Duration,
+    pub snapshot_bytes_per_sec_max: u64,
+    pub snapshot_chunk_bytes: usize,
+    pub retention: Retention,
+    /// Bind address of the cluster listener.
+    pub cluster_bind: std::net::SocketAddr,
 }
 
-/// A data dir's identity: which cluster and which node it belongs to.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct Identity {
-    cluster_id: String,
-    node_id: NodeId,
+/// How much log the primary keeps beyond what snapshots cover, so a restarted or briefly
+/// disconnected replica catches up from the log instead of needing a snapshot. Each is a
+/// minimum: the log keeps the longest of the three.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub entries: u64,
+    pub bytes: u64,
+    pub age: Duration,
 }
-
-const IDENTITY_FILE: &str = "identity.toml";
 
 /// How often the server checks that the consensus core is still running.
 const STOP_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Longest start-up waits to recover the committed state (a replica needs to hear the primary).
+const RECOVERY_WAIT_MAX: Duration = Duration::from_secs(600);
 
 /// Longest a SAVE waits for its snapshot.
 const SNAPSHOT_WAIT_MAX: Duration = Duration::from_secs(300);
@@ -74,6 +97,16 @@ pub enum WriteError {
     NotAccepted(String),
     #[error("TIMEOUT write not committed within {0} ms; its outcome is unknown, check the key before retrying")]
     Timeout(u128),
+    /// This node is a replica.
+    #[error("READONLY You can't write against a read only replica.")]
+    ReadOnly,
+}
+
+/// A committed write: its log index (the commit position clients can wait for) and the replies.
+#[derive(Debug)]
+pub struct Written {
+    pub index: u64,
+    pub frames: Vec<Frame>,
 }
 
 impl WriteError {
@@ -87,56 +120,16 @@ pub struct Node {
     pub sm: StateMachine,
     pub log: Arc<Log>,
     pub config: ConsensusConfig,
-    pub cluster_id: String,
+    pub identity: Arc<IdentityFile>,
+    pub ctx: Arc<PeerContext>,
+    pub service: Arc<PeerService>,
+    /// Serializes membership changes (one admin path).
+    pub admin_lock: tokio::sync::Mutex<()>,
+    /// Set when the node cannot go on (bootstrap refused): the server exits with it.
+    pub fatal: parking_lot::Mutex<Option<String>>,
     barrier: ReadBarrier,
     combiner: Combiner,
     _dir_lock: DirLock,
-}
-
-fn check_identity(dir: &Path, node_id: NodeId, has_data: bool) -> io::Result<String> {
-    let path = dir.join(IDENTITY_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let id: Identity = toml::from_str(&text).map_err(|e| {
-                io::Error::other(format!(
-                    "{} is damaged ({e}); restore it, or move the data dir away to start this node afresh",
-                    path.display()
-                ))
-            })?;
-            if id.node_id != node_id {
-                return Err(io::Error::other(format!(
-                    "data dir {} belongs to node {} (cluster {}), not node {node_id}: start with --node-id {} or use \
-                     another --data-dir",
-                    dir.display(),
-                    id.node_id,
-                    id.cluster_id,
-                    id.node_id
-                )));
-            }
-            Ok(id.cluster_id)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if has_data {
-                return Err(io::Error::other(format!(
-                    "data dir {} holds a log or snapshots but no {IDENTITY_FILE}: it may belong to another node. \
-                     Restore the file, or move the data dir away to start afresh",
-                    dir.display()
-                )));
-            }
-            let id = Identity {
-                cluster_id: format!("{:032x}", rand::random::<u128>()),
-                node_id,
-            };
-            let text = toml::to_string(&id).map_err(io::Error::other)?;
-            let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
-            std::fs::write(&tmp, text)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(dir)?.sync_all()?;
-            Ok(id.cluster_id)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Holds an exclusive lock on `DATA_DIR/LOCK` for the life of the node: two processes on one data
@@ -177,7 +170,7 @@ impl Node {
         let snap_dir = dir.join("snapshots");
         let dir_lock = lock_data_dir(dir)?;
         let has_data = dir_has_files(&log_dir) || dir_has_files(&snap_dir);
-        let cluster_id = check_identity(dir, config.node_id, has_data)?;
+        let identity = Arc::new(IdentityFile::open(dir, config.node_id, has_data)?);
 
         let log_cfg = LogConfig {
             segment_size_bytes: config.log_segment_bytes,
@@ -204,39 +197,55 @@ impl Node {
 
         let raft_config = openraft::Config {
             cluster_name: "tandem".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_min_ms,
+            election_timeout_max: config.election_timeout_max_ms,
             enable_pre_vote: Some(true),
             // Must be at least leader lease + max election timeout (DESIGN.md, traps).
-            quorum_loss_probe_interval: Some(1500),
+            quorum_loss_probe_interval: Some(
+                (config.election_timeout_max_ms * 2 + config.heartbeat_interval_ms).max(1500),
+            ),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_entries),
-            // The log store keeps what the previous snapshot needs on its own (PurgeFloor).
-            max_in_snapshot_log_to_keep: 0,
+            // Never purged by openraft on its own: the retention task decides (`retention.rs`).
+            max_in_snapshot_log_to_keep: u64::MAX / 4,
             ..Default::default()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(io::Error::other)?);
-        let raft = Raft::new(config.node_id, raft_config, Network, log_store, sm.clone())
-            .await
-            .map_err(io::Error::other)?;
-
-        if !raft.is_initialized().await.map_err(io::Error::other)? {
-            let mut members = BTreeMap::new();
-            members.insert(
-                config.node_id,
-                NodeAddr {
-                    cluster_addr: config.cluster_addr.clone(),
-                    client_addr: config.client_addr.clone(),
-                },
-            );
-            info!("initializing a new single-voter cluster {cluster_id}");
-            raft.initialize(members).await.map_err(io::Error::other)?;
-        }
-        // No read may be served before the state machine holds everything committed before the
-        // restart (DESIGN.md, traps).
-        raft.wait_for_recovery(Some(Duration::from_secs(600)))
-            .await
-            .map_err(|e| io::Error::other(format!("recovery did not finish: {e}")))?;
+        let addr = NodeAddr {
+            cluster_addr: config.cluster_addr.clone(),
+            client_addr: config.client_addr.clone(),
+            incarnation: identity.incarnation(),
+        };
+        let secret = config.cluster_secret.clone().unwrap_or_default();
+        let mut transport = tandem_transport::TransportConfig::new(secret.clone().into_bytes());
+        // One log entry (up to the log's record limit) must fit in one append frame.
+        transport.frame_bytes_max = (tandem_log::config::PAYLOAD_BYTES_MAX + (2 << 20))
+            .min(tandem_transport::FRAME_BYTES_LIMIT);
+        let transport = Arc::new(transport);
+        let ctx = Arc::new(PeerContext::new(
+            config.node_id,
+            identity.clone(),
+            addr,
+            transport.clone(),
+            config.rpc_timeout,
+            config.snapshot_bytes_per_sec_max,
+            config.snapshot_chunk_bytes,
+        ));
+        let may_adopt = !config.initial_cluster.is_empty() || config.join.is_some();
+        let service = Arc::new(PeerService::new(
+            ctx.clone(),
+            Receiver::new(snap_dir.clone()),
+            may_adopt,
+        ));
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            Network { ctx: ctx.clone() },
+            log_store,
+            sm.clone(),
+        )
+        .await
+        .map_err(io::Error::other)?;
 
         let r = raft.clone();
         let barrier = ReadBarrier::new(
@@ -257,16 +266,94 @@ impl Node {
             config.combiner,
             Arc::new(move |batch| Box::pin(Node::propose(proposer.clone(), batch, timeout))),
         );
-        Ok(Arc::new(Node {
+        let node = Arc::new(Node {
             raft,
             sm,
             log,
             config,
-            cluster_id,
+            identity,
+            ctx,
+            service: service.clone(),
+            admin_lock: tokio::sync::Mutex::new(()),
+            fatal: parking_lot::Mutex::new(None),
             barrier,
             combiner,
             _dir_lock: dir_lock,
-        }))
+        });
+        service.attach(&node);
+        if !secret.is_empty() {
+            let listener = tokio::net::TcpListener::bind(node.config.cluster_bind)
+                .await
+                .map_err(|e| {
+                    io::Error::other(format!(
+                        "cannot listen on the cluster port {}: {e}",
+                        node.config.cluster_bind
+                    ))
+                })?;
+            info!("cluster port listening on {}", node.config.cluster_bind);
+            let stats = node.ctx.stats.clone();
+            let handler: Arc<dyn tandem_transport::Handler> = service;
+            tokio::spawn(async move {
+                if let Err(e) = tandem_transport::serve(listener, transport, handler, stats).await {
+                    tracing::error!("cluster listener stopped: {e}");
+                }
+            });
+        } else if !node.config.initial_cluster.is_empty() || node.config.join.is_some() {
+            return Err(io::Error::other(
+                "--initial-cluster and --join need --cluster-secret: nodes authenticate each other with it",
+            ));
+        }
+        let initialized = node.raft.is_initialized().await.map_err(io::Error::other)?;
+        if initialized {
+            // No read may be served before the state machine holds everything committed before
+            // the restart (DESIGN.md, traps): the server starts serving only after this. A
+            // replica needs the primary's commit index for it, so the peer listener is already
+            // up. A node that was never initialized has nothing to recover.
+            info!("recovering: waiting until the state machine holds everything committed");
+            node.raft
+                .wait_for_recovery(Some(RECOVERY_WAIT_MAX))
+                .await
+                .map_err(|e| io::Error::other(format!("recovery did not finish: {e}")))?;
+        }
+        if !initialized && !node.config.initial_cluster.is_empty() {
+            let lowest = node.config.initial_cluster.iter().map(|(id, _)| *id).min();
+            if lowest == Some(node.config.node_id) {
+                let n = node.clone();
+                let members = node.config.initial_cluster.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = n.clone().bootstrap(members).await {
+                        tracing::error!("bootstrap refused: {e}");
+                        n.fatal.lock().replace(e);
+                    }
+                });
+            } else {
+                info!("waiting for node {lowest:?} to initialize the cluster");
+            }
+        } else if !initialized {
+            if let Some(primary) = node.config.join.clone() {
+                tokio::spawn(node.clone().join_until_done(primary));
+            }
+        }
+        tokio::spawn(super::retention::run(node.clone()));
+        Ok(node)
+    }
+
+    /// This node's applied index.
+    pub fn applied_index(&self) -> u64 {
+        self.state()
+            .read()
+            .last_applied
+            .map(|l| l.index())
+            .unwrap_or(0)
+    }
+
+    /// A standalone node that has taken no write yet: it holds nothing and answers reads locally.
+    pub fn is_unformed_standalone(&self) -> bool {
+        !self
+            .service
+            .may_adopt
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && self.identity.cluster_id().is_empty()
     }
 
     /// The state machine state: the keyspace and the applied position.
@@ -277,7 +364,22 @@ impl Node {
     /// Writes a batch (one request: a pipeline's writes, a transaction) and returns the state
     /// machine's replies, one per op, once it is committed and applied. `bytes` is its size in
     /// argument bytes. Requests are combined into log entries (see `combiner.rs`).
-    pub async fn write(&self, batch: Batch, bytes: usize) -> Result<Vec<Frame>, WriteError> {
+    pub async fn write(&self, batch: Batch, bytes: usize) -> Result<Written, WriteError> {
+        if !self.is_primary() {
+            if self.is_unformed_standalone() {
+                self.form_standalone()
+                    .await
+                    .map_err(WriteError::NotAccepted)?;
+                // The new cluster elects this node at once; give it a moment.
+                let _ = self
+                    .raft
+                    .wait(Some(Duration::from_secs(5)))
+                    .state(ServerState::Leader, "standalone node elects itself")
+                    .await;
+            } else {
+                return Err(WriteError::ReadOnly);
+            }
+        }
         self.combiner.write(batch, bytes).await
     }
 
@@ -287,7 +389,7 @@ impl Node {
         raft: Raft<TypeConfig, StateMachine>,
         batch: Batch,
         timeout: Duration,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Frame>, WriteError>> + Send>>
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Written, WriteError>> + Send>>
     {
         let (responder, applied) = openraft::impls::ProgressResponder::complete_only();
         if let Err(fatal) = raft.client_write_ff(Proposal(batch), Some(responder)).await {
@@ -300,10 +402,11 @@ impl Node {
                 Ok(Err(_)) => Err(WriteError::OutcomeUnknown(
                     "the consensus core dropped the write".into(),
                 )),
-                Ok(Ok(Ok(resp))) => Ok(resp.data.0),
-                Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => Err(WriteError::NotAccepted(
-                    format!("this node is not the primary (primary: {:?})", f.leader_id),
-                )),
+                Ok(Ok(Ok(resp))) => Ok(Written {
+                    index: resp.log_id.index(),
+                    frames: resp.data.0,
+                }),
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(_)))) => Err(WriteError::ReadOnly),
                 Ok(Ok(Err(e))) => Err(WriteError::OutcomeUnknown(e.to_string())),
             }
         })
@@ -318,7 +421,7 @@ impl Node {
     /// else until the new configuration alone is committed, which happens after openraft has
     /// published it in the metrics read here.
     pub async fn read_barrier(&self) -> Result<(), String> {
-        if self.is_sole_voter_leader() {
+        if self.is_sole_voter_leader() || self.is_unformed_standalone() {
             return Ok(());
         }
         self.barrier.wait().await
@@ -373,6 +476,9 @@ impl Node {
             let state = self.raft.metrics().borrow_watched().running_state.clone();
             if let Err(fatal) = state {
                 return fatal.to_string();
+            }
+            if let Some(why) = self.fatal.lock().clone() {
+                return why;
             }
             tokio::time::sleep(STOP_POLL_INTERVAL).await;
         }

@@ -57,6 +57,9 @@ pub struct SmShared {
     purge_floor: PurgeFloor,
     seq: AtomicU64,
     pub stats: SnapshotStats,
+    /// A received snapshot already loaded and verified (path, state), so installing it does not
+    /// read it again.
+    preloaded: Mutex<Option<(PathBuf, SmState)>>,
 }
 
 #[derive(Clone)]
@@ -227,10 +230,16 @@ impl StateMachine {
                 purge_floor,
                 seq: AtomicU64::new(next_seq(&snapshots)),
                 stats: SnapshotStats::default(),
+                preloaded: Mutex::new(None),
             }),
         };
         sm.update_purge_floor()?;
         Ok((sm, report))
+    }
+
+    /// Keeps a received, verified snapshot's state for the `install_snapshot` that follows.
+    pub fn preload(&self, path: PathBuf, state: SmState) {
+        *self.shared.preloaded.lock() = Some((path, state));
     }
 
     /// Last log index covered by the newest snapshot.
@@ -417,7 +426,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
-        let (state, file_meta, _) = load_snapshot_file(&snapshot.path, false).map_err(io_err)?;
+        let preloaded = {
+            let mut slot = self.shared.preloaded.lock();
+            match slot.take() {
+                Some((path, state)) if path == snapshot.path => Some(state),
+                _ => None,
+            }
+        };
+        let (state, file_meta) = match preloaded {
+            Some(state) => (state, meta.clone()),
+            None => {
+                let (state, file_meta, _) =
+                    load_snapshot_file(&snapshot.path, false).map_err(io_err)?;
+                (state, file_meta)
+            }
+        };
         if file_meta.last_log_id != meta.last_log_id {
             return Err(io_err(format!(
                 "snapshot {} covers {:?}, expected {:?}",

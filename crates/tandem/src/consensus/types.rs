@@ -35,6 +35,9 @@ pub struct NodeAddr {
     pub cluster_addr: String,
     /// `host:port` of the client (RESP) port.
     pub client_addr: String,
+    /// The member's data-dir incarnation (see `identity.rs`): a peer that answers with another
+    /// one had its data dir wiped or replaced and is refused.
+    pub incarnation: u64,
 }
 
 openraft::declare_raft_types!(

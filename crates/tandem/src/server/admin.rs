@@ -143,7 +143,11 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
         },
         // Nothing is ever watched (WATCH is not served), so there is nothing to forget.
         "unwatch" => Frame::ok(),
-        "wait" => wait(args).await,
+        "wait" => super::replication::wait(conn, args).await,
+        "replicaof" | "slaveof" => super::replication::replicaof(conn, args).await,
+        "position" => super::replication::position(conn),
+        "waitpos" => super::replication::waitpos(conn, args).await,
+        "membership" => super::replication::membership(conn, args).await,
         "save" | "bgsave" => match conn.shared.node.snapshot_now().await {
             Ok(()) if name == "save" => Frame::ok(),
             Ok(()) => Frame::Simple("Background saving started".into()),
@@ -188,19 +192,7 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
             return;
         }
         "debug" => debug(conn, args),
-        "role" => Frame::Array(vec![
-            Frame::bulk("master"),
-            Frame::Integer(
-                conn.shared
-                    .node
-                    .state()
-                    .read()
-                    .last_applied
-                    .map(|l| l.index as i64)
-                    .unwrap_or(0),
-            ),
-            Frame::Array(Vec::new()),
-        ]),
+        "role" => super::replication::role(conn),
         other => Frame::Error(format!(
             "ERR command '{other}' is known but not served by this node"
         )),
@@ -331,6 +323,19 @@ fn client(conn: &mut Conn, args: &[Bytes]) -> Frame {
             }
         }
         ("id", 2) => Frame::Integer(conn.info.id as i64),
+        ("durability", 2) => Frame::bulk(
+            match conn.durability.unwrap_or(conn.shared.config.durability) {
+                crate::config::Durability::Majority => "majority",
+                crate::config::Durability::All => "all",
+            },
+        ),
+        ("durability", 3) => match String::from_utf8_lossy(&args[2]).parse() {
+            Ok(d) => {
+                conn.durability = Some(d);
+                Frame::ok()
+            }
+            Err(e) => Frame::Error(format!("ERR {e}")),
+        },
         ("info", 2) => {
             Frame::Verbatim("txt".into(), Bytes::from(format!("{}\n", conn.info.line())))
         }
@@ -608,26 +613,6 @@ fn config(conn: &mut Conn, args: &[Bytes]) -> Frame {
     }
 }
 
-async fn wait(args: &[Bytes]) -> Frame {
-    let (Some(n), Some(timeout)) = (parse_i64(&args[1]), parse_i64(&args[2])) else {
-        return Frame::error("ERR value is not an integer or out of range");
-    };
-    if timeout < 0 {
-        return Frame::error("ERR timeout is negative");
-    }
-    // A single node has no replicas: like Redis with none attached, WAIT returns 0 at once when
-    // nothing is asked, else after its timeout. A timeout of 0 is capped rather than blocking forever.
-    if n > 0 {
-        let ms = if timeout == 0 {
-            1000
-        } else {
-            timeout.min(60_000)
-        } as u64;
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-    Frame::Integer(0)
-}
-
 fn debug(conn: &mut Conn, args: &[Bytes]) -> Frame {
     if !conn.shared.config.enable_debug_commands {
         return Frame::error(
@@ -650,6 +635,53 @@ fn debug(conn: &mut Conn, args: &[Bytes]) -> Frame {
             } else {
                 Frame::error("ERR no such key")
             }
+        }
+        ("keyspace-digest", 2) => {
+            // [applied index, order-independent digest of every record, keys], read under one
+            // lock so the digest is exactly that of the state at that index.
+            let st = conn.shared.node.state().read();
+            let mut acc = [0u8; 32];
+            st.keyspace.for_each_record(|rec| {
+                let d = tandem_checksum::Checksum::compute(tandem_checksum::Algorithm::Sha256, rec);
+                for (a, b) in acc.iter_mut().zip(d.digest()) {
+                    *a ^= b;
+                }
+            });
+            let hex: String = acc.iter().map(|b| format!("{b:02x}")).collect();
+            Frame::Array(vec![
+                Frame::Integer(st.last_applied.map(|l| l.index() as i64).unwrap_or(0)),
+                Frame::bulk(hex),
+                Frame::Integer(st.keyspace.len() as i64),
+            ])
+        }
+        ("replication-pause", 3) => {
+            match parse_i64(&args[2]).filter(|ms| (0..=600_000).contains(ms)) {
+                // Refuses appends from the primary for that long: this replica falls behind.
+                Some(ms) => {
+                    *conn.shared.node.service.paused_until.lock() =
+                        Some(std::time::Instant::now() + Duration::from_millis(ms as u64));
+                    Frame::ok()
+                }
+                None => Frame::error("ERR milliseconds must be between 0 and 600000"),
+            }
+        }
+        ("corrupt-snapshot-chunk" | "corrupt-frame", 2 | 3) => {
+            let n = if args.len() == 3 {
+                parse_i64(&args[2])
+            } else {
+                Some(1)
+            };
+            let Some(n) = n.filter(|n| (0..=1000).contains(n)) else {
+                return Frame::error("ERR count must be between 0 and 1000");
+            };
+            let faults = &conn.shared.node.ctx.faults;
+            let counter = if sub == "corrupt-frame" {
+                &faults.corrupt_requests
+            } else {
+                &faults.corrupt_snapshot_chunks
+            };
+            counter.store(n as u32, Ordering::Relaxed);
+            Frame::ok()
         }
         ("sleep", 3) => {
             let secs: f64 = std::str::from_utf8(&args[2])

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::clients::ClientInfo;
-use super::{admin, now_ms, Shared};
+use super::{admin, now_ms, replication, Shared};
 
 /// Replies buffered beyond this are written out before the rest of the pipeline is processed.
 const OUT_FLUSH_BYTES: usize = 64 * 1024;
@@ -59,6 +59,10 @@ pub struct Conn {
     /// Clock reading and checksum algorithm for the requests of the current read, taken once per
     /// read rather than once per request (a pipeline shares them).
     ctx: ParseContext,
+    /// Commit position (log index) of this connection's last write: WAIT and POSITION use it.
+    pub last_write_index: u64,
+    /// CLIENT DURABILITY: this connection's setting, overriding the server's.
+    pub durability: Option<crate::config::Durability>,
 }
 
 pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr) {
@@ -101,6 +105,8 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr)
             algorithm: shared.config.checksum_algorithm,
             now_ms: 0,
         },
+        last_write_index: 0,
+        durability: None,
     };
     if let Err(e) = conn.run(&mut socket).await {
         debug!("client {id} ({peer}): {e}");
@@ -281,10 +287,19 @@ impl Conn {
             }
             Some(Ok(Command::Read(r))) => {
                 self.flush_pending().await;
-                if !self.barrier_fresh && std::env::var_os("TANDEM_EXPERIMENT_NO_BARRIER").is_none()
-                {
-                    if let Err(e) = shared.node.read_barrier().await {
-                        return self.reply(Frame::Error(format!("TRYAGAIN read not served: {e}")));
+                if !self.barrier_fresh {
+                    if shared.node.is_primary() || shared.node.is_unformed_standalone() {
+                        // Linearizable on the primary.
+                        if let Err(e) = shared.node.read_barrier().await {
+                            return self
+                                .reply(Frame::Error(format!("TRYAGAIN read not served: {e}")));
+                        }
+                    } else if let Err(refusal) = replication::replica_read_allowed(
+                        &shared.node,
+                        shared.config.replica_max_lag,
+                    ) {
+                        // A replica: a prefix of the log, fresh within the lag bound.
+                        return self.reply(refusal);
                     }
                     self.barrier_fresh = true;
                 }
@@ -367,9 +382,19 @@ impl Conn {
             ops,
         };
         match self.shared.node.write(batch, bytes).await {
-            Ok(frames) => {
-                for f in frames {
-                    self.reply(f);
+            Ok(written) => {
+                self.last_write_index = written.index;
+                match replication::wait_durable_everywhere(self, written.index).await {
+                    Ok(()) => {
+                        for f in written.frames {
+                            self.reply(f);
+                        }
+                    }
+                    Err(f) => {
+                        for _ in 0..n {
+                            self.reply(f.clone());
+                        }
+                    }
                 }
                 self.barrier_fresh = true;
             }
@@ -424,7 +449,14 @@ impl Conn {
             };
             let bytes = queued.iter().flatten().map(|a| a.len()).sum();
             match self.shared.node.write(batch, bytes).await {
-                Ok(frames) => frames,
+                Ok(written) => {
+                    self.last_write_index = written.index;
+                    if let Err(f) = replication::wait_durable_everywhere(self, written.index).await
+                    {
+                        return f;
+                    }
+                    written.frames
+                }
                 Err(e) => return e.to_frame(),
             }
         }

@@ -39,8 +39,9 @@ pub async fn run(shared: Arc<Shared>) {
             ops: vec![Op::ExpireKeys(due)],
         };
         match shared.node.write(batch, bytes).await {
-            Ok(frames) => {
-                let deleted: i64 = frames
+            Ok(written) => {
+                let deleted: i64 = written
+                    .frames
                     .iter()
                     .map(|f| {
                         if let tandem_core::Frame::Integer(n) = f {

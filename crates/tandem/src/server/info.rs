@@ -3,9 +3,6 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use openraft::async_runtime::watch::WatchReceiver;
-use openraft::ServerState;
-
 use super::Shared;
 
 const SECTIONS: [&str; 9] = [
@@ -35,6 +32,12 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             out.push_str("\r\n");
         }
         let _ = writeln!(out, "# {}\r", capitalize(section));
+        if section == "replication" {
+            for (k, v) in replication_fields(shared) {
+                let _ = write!(out, "{k}:{v}\r\n");
+            }
+            continue;
+        }
         for (k, v) in fields(shared, section) {
             let _ = write!(out, "{k}:{v}\r\n");
         }
@@ -85,7 +88,7 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                     .unwrap_or_default(),
             ),
             ("node_id", cfg.node_id.to_string()),
-            ("cluster_id", node.cluster_id.clone()),
+            ("cluster_id", node.identity.cluster_id()),
         ],
         "clients" => vec![
             ("connected_clients", shared.clients.len().to_string()),
@@ -178,32 +181,6 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                 ),
             ]
         }
-        "replication" => {
-            let m = node.raft.metrics().borrow_watched().clone();
-            let role = if m.state == ServerState::Leader {
-                "master"
-            } else {
-                "slave"
-            };
-            let applied = m.last_applied.map(|l| l.index()).unwrap_or(0);
-            vec![
-                ("role", role.into()),
-                ("connected_slaves", "0".into()),
-                ("master_failover_state", "no-failover".into()),
-                ("master_replid", node.cluster_id.clone()),
-                ("master_repl_offset", applied.to_string()),
-                ("tandem_term", m.current_term.to_string()),
-                (
-                    "tandem_primary_id",
-                    m.current_leader.map(|l| l.to_string()).unwrap_or_default(),
-                ),
-                (
-                    "tandem_durable_index",
-                    m.last_log_index.unwrap_or(0).to_string(),
-                ),
-                ("tandem_applied_index", applied.to_string()),
-            ]
-        }
         "keyspace" => {
             let st = node.state().read();
             let keys = st.keyspace.len();
@@ -274,4 +251,151 @@ fn cpu_times() -> (f64, f64) {
     };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     (t(usage.ru_utime), t(usage.ru_stime))
+}
+
+/// INFO replication: Redis's fields (log index as the offset) and Tandem's own.
+fn replication_fields(shared: &Shared) -> Vec<(String, String)> {
+    use crate::consensus::status::Role;
+    let st = shared.node.status();
+    let mut f: Vec<(String, String)> = Vec::new();
+    let mut push = |k: &str, v: String| f.push((k.to_string(), v));
+    let acts_as_primary =
+        st.role == Role::Primary || (st.role == Role::Unformed && st.primary_id.is_none());
+    let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
+    if acts_as_primary {
+        push("role", "master".into());
+        let replicas: Vec<_> = st.replicas().cloned().collect();
+        push("connected_slaves", replicas.len().to_string());
+        for (i, m) in replicas.iter().enumerate() {
+            let (ip, port) = m
+                .client_addr
+                .rsplit_once(':')
+                .unwrap_or((&m.client_addr, ""));
+            push(
+                &format!("slave{i}"),
+                format!(
+                    "ip={ip},port={port},state={},offset={},lag={}",
+                    m.state(),
+                    m.matched_index.unwrap_or(0),
+                    m.last_ack_ms.map(|ms| ms / 1000).unwrap_or(0)
+                ),
+            );
+        }
+    } else {
+        push("role", "slave".into());
+        let addr = st.primary_client_addr.clone().unwrap_or_default();
+        let (host, port) = addr.rsplit_once(':').unwrap_or((&addr, ""));
+        push("master_host", host.to_string());
+        push("master_port", port.to_string());
+        let up =
+            super::replication::replica_read_allowed(&shared.node, shared.config.replica_max_lag)
+                .is_ok();
+        push("master_link_status", if up { "up" } else { "down" }.into());
+        let heard = st
+            .lag
+            .and_then(|l| l.since_heard)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(-1);
+        push("master_last_io_seconds_ago", heard.to_string());
+        push(
+            "master_sync_in_progress",
+            u8::from(st.sync.in_progress).to_string(),
+        );
+        push("slave_read_repl_offset", st.last_log_index.to_string());
+        push("slave_repl_offset", st.applied_index.to_string());
+        push("slave_priority", "100".into());
+        push("slave_read_only", "1".into());
+        push("replica_announced", "1".into());
+        push("connected_slaves", "0".into());
+    }
+    push("master_failover_state", "no-failover".into());
+    push("master_replid", st.cluster_id.clone());
+    push(
+        "master_replid2",
+        "0000000000000000000000000000000000000000".into(),
+    );
+    push("master_repl_offset", st.last_log_index.to_string());
+    push("second_repl_offset", "-1".into());
+    push("repl_backlog_active", "1".into());
+    push(
+        "repl_backlog_first_byte_offset",
+        (st.purged_index.unwrap_or(0) + 1).to_string(),
+    );
+    push(
+        "repl_backlog_histlen",
+        st.last_log_index
+            .saturating_sub(st.purged_index.unwrap_or(0))
+            .to_string(),
+    );
+    push("tandem_role", st.role.name().into());
+    push("tandem_node_id", st.node_id.to_string());
+    push(
+        "tandem_cluster_addr",
+        if shared.config.cluster_secret.is_some() {
+            st.cluster_addr.clone()
+        } else {
+            String::new()
+        },
+    );
+    push("tandem_term", st.term.to_string());
+    push("tandem_primary_id", opt(st.primary_id));
+    push("tandem_last_log_index", st.last_log_index.to_string());
+    push("tandem_committed_index", st.committed_index.to_string());
+    push("tandem_applied_index", st.applied_index.to_string());
+    push("tandem_snapshot_index", opt(st.snapshot_index));
+    push("tandem_purged_index", opt(st.purged_index));
+    if !acts_as_primary {
+        push("tandem_lag_ms", opt(st.lag_ms()));
+        push("tandem_lag_entries", opt(st.lag.map(|l| l.entries)));
+    }
+    push(
+        "tandem_sync_in_progress",
+        u8::from(st.sync.in_progress).to_string(),
+    );
+    push("tandem_sync_bytes", st.sync.bytes.to_string());
+    push("tandem_sync_total_bytes", st.sync.total_bytes.to_string());
+    let pct = if st.sync.total_bytes > 0 {
+        st.sync.bytes as f64 * 100.0 / st.sync.total_bytes as f64
+    } else {
+        0.0
+    };
+    push("tandem_sync_percent", format!("{pct:.1}"));
+    push(
+        "tandem_sync_rate_bytes_per_sec",
+        st.sync.rate_bytes_per_sec.to_string(),
+    );
+    push("tandem_sync_completed", st.sync.completed.to_string());
+    push("tandem_sync_rejected", st.sync.rejected.to_string());
+    push(
+        "tandem_transport_crc_failures",
+        st.transport.crc_failures.to_string(),
+    );
+    push(
+        "tandem_transport_refusals",
+        st.transport.refusals.to_string(),
+    );
+    for (i, m) in st.members.iter().enumerate() {
+        let kind = if Some(m.id) == st.primary_id {
+            "primary"
+        } else if m.voter {
+            "voter"
+        } else {
+            "read-replica"
+        };
+        push(
+            &format!("tandem_member{i}"),
+            format!(
+                "id={},kind={kind},client={},cluster={},matched={},lag_entries={},lag_ms={},last_ack_ms={},state={}",
+                m.id,
+                m.client_addr,
+                m.cluster_addr,
+                opt(m.matched_index),
+                opt(m.lag_entries),
+                opt(m.lag_ms()),
+                opt(m.last_ack_ms),
+                if Some(m.id) == st.primary_id { "online" } else if acts_as_primary { m.state() } else { "" }
+            ),
+        );
+    }
+    f
 }

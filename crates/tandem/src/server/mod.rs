@@ -7,12 +7,15 @@
 //! - [`info`]: the INFO sections.
 //! - [`expiry`]: the active expiry cycle (deletes expired keys through the log).
 //! - [`clients`]: the registry of connected clients (CLIENT LIST, INFO clients, maxclients).
+//! - [`replication`]: ROLE, WAIT, REPLICAOF, POSITION, WAITPOS, MEMBERSHIP and the rule for
+//!   reads on a replica.
 
 pub mod admin;
 pub mod clients;
 pub mod connection;
 pub mod expiry;
 pub mod info;
+pub mod replication;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -81,6 +84,18 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
         started: Instant::now(),
         shutdown: shutdown_tx,
     });
+    if shared.config.http_port != 0 {
+        let http_addr = std::net::SocketAddr::new(shared.config.bind, shared.config.http_port);
+        let http = TcpListener::bind(http_addr).await.map_err(|e| {
+            std::io::Error::other(format!("cannot listen on the HTTP port {http_addr}: {e}"))
+        })?;
+        info!("HTTP (/metrics, /health, /ready) on {http_addr}");
+        tokio::spawn(crate::http::serve(
+            http,
+            node.clone(),
+            shared.config.replica_max_lag,
+        ));
+    }
     info!("ready to accept connections on {addr}");
     tokio::spawn(expiry::run(shared.clone()));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -177,7 +179,7 @@ impl Tandem {
     }
 
     /// Waits for PING; if the port was taken meanwhile by someone else, moves to another port.
-    fn ensure_ready(&mut self) {
+    pub fn ensure_ready(&mut self) {
         for attempt in 0.. {
             match self.wait(READY_TIMEOUT) {
                 Outcome::Ready => return,
@@ -261,6 +263,11 @@ impl Tandem {
             None => false,
             Some(c) => matches!(c.try_wait(), Ok(None)),
         }
+    }
+
+    /// Whether the process was started and not stopped or killed by the test.
+    pub fn is_alive(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn pid(&self) -> Option<u32> {

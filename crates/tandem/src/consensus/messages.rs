@@ -1,0 +1,119 @@
+//! What nodes say to each other over the transport (`tandem-transport`): the bodies of its RPCs,
+//! serialized with postcard. The transport frames them (length, CRC32C) and authenticates peers;
+//! this file is the vocabulary.
+//!
+//! Every message is versioned by the handshake's [`Hello::version`]: a peer speaking another
+//! version is refused at connect rather than misread.
+
+use bytes::Bytes;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::types::{NodeAddr, NodeId, SnapshotMeta, TypeConfig, Vote};
+
+/// Version of this vocabulary; bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What each side of a connection says about itself after authentication.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Hello {
+    pub version: u32,
+    /// Empty for a node that belongs to no cluster yet.
+    pub cluster_id: String,
+    pub node_id: NodeId,
+    pub incarnation: u64,
+    pub addr: NodeAddr,
+    /// Client side only: the member the caller believes it is talking to, with the incarnation
+    /// the membership records for it (0: unknown). The server refuses the connection if that is
+    /// not itself.
+    pub expect: Option<(NodeId, u64)>,
+}
+
+/// A request from one node to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    PreVote(VoteRequest<TypeConfig>),
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+    /// Start (or resume) sending a snapshot: the receiver answers with the offset to go on from.
+    SnapshotOffer(SnapshotOffer),
+    /// Bytes of the snapshot file at `offset`.
+    SnapshotChunk {
+        transfer: String,
+        offset: u64,
+        data: Bytes,
+    },
+    /// The whole file was sent: verify it and install it.
+    SnapshotDone {
+        vote: Vote,
+        meta: SnapshotMeta,
+        transfer: String,
+    },
+    /// Who is the primary and what is committed (read-your-writes, status).
+    Position,
+    /// Admit the sender as a read replica (sent to any member; forwarded to the primary).
+    Join {
+        node_id: NodeId,
+        addr: NodeAddr,
+    },
+    /// A membership change, forwarded to the primary.
+    Admin(AdminOp),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotOffer {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    /// Identifies this transfer (the snapshot id): a receiver resumes only the same transfer.
+    pub transfer: String,
+    pub size_bytes: u64,
+}
+
+/// Membership changes; all of them go through the primary's one admin path.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum AdminOp {
+    /// Make a read replica a voter.
+    Promote(NodeId),
+    /// Make a voter a read replica.
+    Demote(NodeId),
+    /// Remove a member (voter or read replica) from the cluster.
+    Remove(NodeId),
+}
+
+/// The answer to a [`Request`], variant for variant.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    Append(AppendEntriesResponse<TypeConfig>),
+    Vote(VoteResponse<TypeConfig>),
+    TransferLeader(TransferLeaderResponse<TypeConfig>),
+    SnapshotResume {
+        offset: u64,
+    },
+    /// The offer's vote is older than the receiver's: the sender is no longer the leader.
+    SnapshotStale(SnapshotResponse<TypeConfig>),
+    SnapshotInstalled(SnapshotResponse<TypeConfig>),
+    Position {
+        leader: Option<NodeId>,
+        leader_addr: Option<NodeAddr>,
+        committed_index: u64,
+        applied_index: u64,
+    },
+    /// Done; for Join and Admin, a message for the operator.
+    Ok(String),
+    /// The receiver is not the primary; here is the primary, if known.
+    NotPrimary(Option<(NodeId, NodeAddr)>),
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, String> {
+    postcard::to_stdvec(value)
+        .map(Bytes::from)
+        .map_err(|e| format!("cannot encode a peer message: {e}"))
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("undecodable peer message: {e}"))
+}

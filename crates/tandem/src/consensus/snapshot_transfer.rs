@@ -1,0 +1,359 @@
+//! Streaming a snapshot file to a replica: in chunks, resumable, throttled, verified before it
+//! replaces anything.
+//!
+//! Sender (the primary, from openraft's `full_snapshot`): offer → the receiver answers with the
+//! offset to go on from (the bytes it already holds of the same transfer, or 0) → chunks of
+//! `snapshot_chunk_bytes`, paced to `snapshot_bytes_per_sec_max` → done. A dropped connection
+//! fails the call; openraft calls again later, and the offer resumes where the receiver is.
+//!
+//! Receiver: appends chunks to `snapshots/incoming.part`; at "done" it checks every block CRC,
+//! the whole-file digest and every value's digest, and only then hands the file to openraft,
+//! which swaps the keyspace. Until then the replica keeps serving its old data (under the lag
+//! rule). Each chunk travels in a transport frame with its own CRC32C: a corrupted chunk is
+//! dropped by the transport and sent again, never written.
+
+use std::future::Future;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use openraft::errors::{NetworkError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::raft::SnapshotResponse;
+use parking_lot::Mutex;
+use tandem_transport::{CallError, CallOptions};
+use tracing::{info, warn};
+
+use super::messages::{Request, Response, SnapshotOffer};
+use super::network::{call, Faults, PeerClient, PeerFailure};
+use super::state_machine::{load_snapshot_file, SnapshotFile, StateMachine};
+use super::types::{SnapshotMeta, TypeConfig, Vote};
+
+/// Name of the file a snapshot is received into, inside the snapshot directory.
+pub const INCOMING_FILE: &str = "incoming.part";
+
+/// How long the receiver may take to verify and install a received snapshot, per GiB (and at
+/// least a minute).
+const INSTALL_SECS_PER_GIB: u64 = 60;
+
+fn streaming_error(e: CallError) -> StreamingError<TypeConfig> {
+    match e {
+        CallError::Remote(m) => StreamingError::Network(NetworkError::new(&PeerFailure(m))),
+        other => StreamingError::Unreachable(Unreachable::new(&PeerFailure(other.to_string()))),
+    }
+}
+
+fn protocol_error(what: &str, r: Response) -> StreamingError<TypeConfig> {
+    StreamingError::Network(NetworkError::new(&PeerFailure(format!(
+        "unexpected answer to snapshot {what}: {r:?}"
+    ))))
+}
+
+fn io_error(e: std::io::Error) -> StreamingError<TypeConfig> {
+    StreamingError::Network(NetworkError::new(&e))
+}
+
+/// Sends `snapshot` to the client's target (openraft's `full_snapshot`).
+pub async fn send(
+    client: &mut PeerClient,
+    vote: Vote,
+    snapshot: openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>,
+    cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+    _option: RPCOption,
+) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+    let ctx = client.ctx.clone();
+    let target = client.target;
+    let path = snapshot.snapshot.path.clone();
+    let meta = snapshot.meta.clone();
+    let mut file = std::fs::File::open(&path).map_err(io_error)?;
+    let size = file.metadata().map_err(io_error)?.len();
+    // Names this transfer: a receiver resumes only the same file.
+    let transfer = format!(
+        "{}@{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        meta.last_log_id.map(|l| l.to_string()).unwrap_or_default()
+    );
+    let rpc = ctx.rpc_timeout;
+    let offer = Request::SnapshotOffer(SnapshotOffer {
+        vote,
+        meta: meta.clone(),
+        transfer: transfer.clone(),
+        size_bytes: size,
+    });
+    let mut offset = match call(&client.peer, &offer, rpc, CallOptions::default())
+        .await
+        .map_err(streaming_error)?
+    {
+        Response::SnapshotResume { offset } => offset.min(size),
+        Response::SnapshotStale(r) => return Ok(r),
+        other => return Err(protocol_error("offer", other)),
+    };
+    if offset > 0 {
+        info!("snapshot {transfer} to node {target}: resuming at byte {offset} of {size}");
+    } else {
+        info!("snapshot {transfer} to node {target}: sending {size} bytes");
+    }
+    tokio::pin!(cancel);
+    let started = Instant::now();
+    let first_offset = offset;
+    let mut last_report = Instant::now();
+    let rate = ctx.snapshot_bytes_per_sec_max.max(1);
+    let mut buf = vec![0u8; ctx.snapshot_chunk_bytes.max(1)];
+    while offset < size {
+        // Pace: never ahead of `rate` bytes per second since the transfer (re)started.
+        let sent = offset - first_offset;
+        let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::select! {
+                closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let n = (size - offset).min(buf.len() as u64) as usize;
+        file.seek(SeekFrom::Start(offset)).map_err(io_error)?;
+        file.read_exact(&mut buf[..n]).map_err(io_error)?;
+        let chunk = Request::SnapshotChunk {
+            transfer: transfer.clone(),
+            offset,
+            data: bytes::Bytes::copy_from_slice(&buf[..n]),
+        };
+        let opts = CallOptions {
+            corrupt_first_send: Faults::take(&ctx.faults.corrupt_snapshot_chunks),
+        };
+        let answer = tokio::select! {
+            closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+            a = call(&client.peer, &chunk, rpc, opts) => a.map_err(streaming_error)?,
+        };
+        match answer {
+            Response::SnapshotResume { offset: next } if next <= size => offset = next,
+            other => return Err(protocol_error("chunk", other)),
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            info!(
+                "snapshot {transfer} to node {target}: {offset} of {size} bytes ({:.0}%), {:.1} MiB/s",
+                offset as f64 * 100.0 / size.max(1) as f64,
+                (offset - first_offset) as f64 / secs / (1 << 20) as f64
+            );
+        }
+    }
+    let install_deadline =
+        Duration::from_secs(60.max(size.div_ceil(1 << 30) * INSTALL_SECS_PER_GIB)) + rpc;
+    let done = Request::SnapshotDone {
+        vote,
+        meta,
+        transfer: transfer.clone(),
+    };
+    let answer = tokio::select! {
+        closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+        a = call(&client.peer, &done, install_deadline, CallOptions::default()) => a.map_err(streaming_error)?,
+    };
+    match answer {
+        Response::SnapshotInstalled(r) | Response::SnapshotStale(r) => {
+            info!(
+                "snapshot {transfer} to node {target}: {size} bytes delivered in {} ms",
+                started.elapsed().as_millis()
+            );
+            Ok(r)
+        }
+        other => Err(protocol_error("done", other)),
+    }
+}
+
+/// Progress of the snapshot this node is receiving, for INFO and `/metrics`.
+#[derive(Default)]
+pub struct SyncProgress {
+    pub in_progress: AtomicBool,
+    pub bytes: AtomicU64,
+    pub total_bytes: AtomicU64,
+    pub started: Mutex<Option<Instant>>,
+    /// Bytes received in the current transfer since it (re)started, for the rate.
+    pub bytes_since_start: AtomicU64,
+    pub completed: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+impl SyncProgress {
+    pub fn rate_bytes_per_sec(&self) -> u64 {
+        match *self.started.lock() {
+            Some(t) if self.in_progress.load(Ordering::Relaxed) => {
+                let secs = t.elapsed().as_secs_f64().max(0.001);
+                (self.bytes_since_start.load(Ordering::Relaxed) as f64 / secs) as u64
+            }
+            _ => 0,
+        }
+    }
+}
+
+struct Incoming {
+    transfer: String,
+    path: PathBuf,
+    file: std::fs::File,
+    len: u64,
+    size: u64,
+    last_report: Instant,
+}
+
+/// The receiving side, owned by the peer service.
+pub struct Receiver {
+    dir: PathBuf,
+    current: Mutex<Option<Incoming>>,
+    pub progress: SyncProgress,
+}
+
+impl Receiver {
+    pub fn new(snapshot_dir: PathBuf) -> Receiver {
+        // A partial transfer from before a restart is not resumed: the primary may have a newer
+        // snapshot by now, and the file's tail may be torn.
+        let _ = std::fs::remove_file(snapshot_dir.join(INCOMING_FILE));
+        Receiver {
+            dir: snapshot_dir,
+            current: Mutex::new(None),
+            progress: SyncProgress::default(),
+        }
+    }
+
+    /// An offer: resume the same transfer where it stopped, or start afresh.
+    pub fn offer(&self, offer: &SnapshotOffer) -> Result<u64, String> {
+        let mut cur = self.current.lock();
+        if let Some(inc) = cur.as_ref() {
+            if inc.transfer == offer.transfer && inc.size == offer.size_bytes {
+                info!(
+                    "receiving snapshot {}: resuming at byte {} of {}",
+                    inc.transfer, inc.len, inc.size
+                );
+                *self.progress.started.lock() = Some(Instant::now());
+                self.progress.bytes_since_start.store(0, Ordering::Relaxed);
+                return Ok(inc.len);
+            }
+        }
+        let path = self.dir.join(INCOMING_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        info!(
+            "receiving snapshot {} ({} bytes, last index {:?})",
+            offer.transfer,
+            offer.size_bytes,
+            offer.meta.last_log_id.map(|l| l.index())
+        );
+        *cur = Some(Incoming {
+            transfer: offer.transfer.clone(),
+            path,
+            file,
+            len: 0,
+            size: offer.size_bytes,
+            last_report: Instant::now(),
+        });
+        let p = &self.progress;
+        p.in_progress.store(true, Ordering::Relaxed);
+        p.bytes.store(0, Ordering::Relaxed);
+        p.bytes_since_start.store(0, Ordering::Relaxed);
+        p.total_bytes.store(offer.size_bytes, Ordering::Relaxed);
+        *p.started.lock() = Some(Instant::now());
+        Ok(0)
+    }
+
+    /// A chunk; answers with the offset the sender should send next.
+    pub fn chunk(&self, transfer: &str, offset: u64, data: &[u8]) -> Result<u64, String> {
+        let mut cur = self.current.lock();
+        let Some(inc) = cur.as_mut().filter(|i| i.transfer == transfer) else {
+            return Err(format!(
+                "no snapshot transfer {transfer} in progress here: offer it again"
+            ));
+        };
+        if offset != inc.len {
+            // A retried chunk that already arrived, or a gap: tell the sender where we are.
+            return Ok(inc.len);
+        }
+        if inc.len + data.len() as u64 > inc.size {
+            return Err(format!(
+                "snapshot chunk at {offset} (+{} bytes) runs past the offered size {}",
+                data.len(),
+                inc.size
+            ));
+        }
+        inc.file
+            .write_all(data)
+            .map_err(|e| format!("cannot write {}: {e}", inc.path.display()))?;
+        inc.len += data.len() as u64;
+        self.progress.bytes.store(inc.len, Ordering::Relaxed);
+        self.progress
+            .bytes_since_start
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if inc.last_report.elapsed() >= Duration::from_secs(1) {
+            inc.last_report = Instant::now();
+            info!(
+                "receiving snapshot {}: {} of {} bytes ({:.0}%), {:.1} MiB/s",
+                inc.transfer,
+                inc.len,
+                inc.size,
+                inc.len as f64 * 100.0 / inc.size.max(1) as f64,
+                self.progress.rate_bytes_per_sec() as f64 / (1 << 20) as f64
+            );
+        }
+        Ok(inc.len)
+    }
+
+    /// The whole file arrived: sync it and verify everything in it. On success the file is ready
+    /// for openraft to install (returns its path); on failure it is deleted and counted.
+    pub fn finish(
+        &self,
+        transfer: &str,
+        meta: &SnapshotMeta,
+        sm: &StateMachine,
+    ) -> Result<PathBuf, String> {
+        let inc = {
+            let mut cur = self.current.lock();
+            match cur.take() {
+                Some(i) if i.transfer == transfer => i,
+                other => {
+                    *cur = other;
+                    return Err(format!("no snapshot transfer {transfer} in progress here"));
+                }
+            }
+        };
+        self.progress.in_progress.store(false, Ordering::Relaxed);
+        let result = (|| {
+            if inc.len != inc.size {
+                return Err(format!(
+                    "snapshot {transfer} is incomplete: {} of {} bytes",
+                    inc.len, inc.size
+                ));
+            }
+            inc.file
+                .sync_all()
+                .map_err(|e| format!("cannot sync {}: {e}", inc.path.display()))?;
+            let (state, file_meta, _) = load_snapshot_file(&inc.path, false)?;
+            if file_meta.last_log_id != meta.last_log_id
+                || file_meta.last_membership != meta.last_membership
+            {
+                return Err(format!(
+                    "snapshot {transfer} holds last log id {:?}, the sender announced {:?}",
+                    file_meta.last_log_id, meta.last_log_id
+                ));
+            }
+            sm.preload(inc.path.clone(), state);
+            Ok(inc.path.clone())
+        })();
+        match &result {
+            Ok(_) => {
+                self.progress.completed.fetch_add(1, Ordering::Relaxed);
+                info!("received snapshot {transfer}: {} bytes, verified", inc.size);
+            }
+            Err(e) => {
+                self.progress.rejected.fetch_add(1, Ordering::Relaxed);
+                warn!("rejected received snapshot {transfer}: {e}; the primary will send it again");
+                let _ = std::fs::remove_file(&inc.path);
+            }
+        }
+        result
+    }
+}

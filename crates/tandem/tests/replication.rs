@@ -1,0 +1,340 @@
+//! Replication across real `tandem server` processes over real TCP (DESIGN.md §2, promises 1-4):
+//! a primary, voters and read replicas; WAIT; READONLY; the replica read rule; read-your-writes;
+//! catching up from the log and from a snapshot; refusing wiped nodes and strangers; a primary
+//! without quorum.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{digest, info, wait_for, Cluster, SECRET, SETTLE_TIMEOUT};
+use common::{free_port, phase, Frame, Tandem};
+
+fn int(f: &Frame) -> i64 {
+    f.as_int()
+        .unwrap_or_else(|| panic!("expected an integer, got {f}"))
+}
+
+/// Three voters and two read replicas: the whole read and write contract.
+#[test]
+fn three_voters_and_two_read_replicas_keep_the_replication_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path(), 3, 1, &["--replica-max-lag-ms", "1500"]);
+
+    phase("a fifth node joins with REPLICAOF sent to it");
+    let port = free_port();
+    let mut fresh = Tandem::spawn(
+        port,
+        &dir.path().join("node-5"),
+        &[
+            "--node-id",
+            "5",
+            "--cluster-secret",
+            SECRET,
+            "--enable-debug-commands",
+            "--replica-max-lag-ms",
+            "1500",
+        ],
+    );
+    fresh.ensure_ready();
+    let p = c.primary();
+    let primary_port = c.nodes[p].server.port;
+    let reply = fresh
+        .conn()
+        .cmd(&["REPLICAOF", "127.0.0.1", &primary_port.to_string()]);
+    assert!(reply.is_ok(), "REPLICAOF: {reply}");
+    c.nodes.push(common::cluster::Node {
+        id: 5,
+        server: fresh,
+        cluster_port: port + 10000,
+    });
+    wait_for(SETTLE_TIMEOUT, "node 5 to be a read replica", || {
+        info(&c.node(5).server, "replication")
+            .get("tandem_role")
+            .map(String::as_str)
+            == Some("read-replica")
+    });
+
+    phase("writes on the primary appear on every replica");
+    let mut w = c.nodes[p].server.conn();
+    for i in 0..50 {
+        assert!(w.cmd(&["SET", &format!("k{i}"), &format!("v{i}")]).is_ok());
+    }
+    let pos = int(&w.cmd(&["POSITION"]));
+    assert!(pos > 0, "POSITION after a write is its log index");
+    for n in &c.nodes {
+        let mut r = n.server.conn();
+        assert!(int(&r.cmd(&["WAITPOS", &pos.to_string(), "20000"])) >= pos);
+        assert_eq!(r.cmd(&["GET", "k49"]), Frame::bulk("v49"), "node {}", n.id);
+    }
+    c.assert_converged();
+
+    phase("WAIT counts replicas, voting or not, that hold the connection's last write");
+    assert!(w.cmd(&["SET", "w", "1"]).is_ok());
+    assert_eq!(int(&w.cmd(&["WAIT", "4", "20000"])), 4);
+
+    phase("ROLE and INFO replication describe the cluster");
+    let role = w.cmd(&["ROLE"]);
+    let a = role.as_array().unwrap();
+    assert_eq!(a[0], Frame::bulk("master"));
+    assert_eq!(a[2].as_array().unwrap().len(), 4, "{role}");
+    let pinfo = info(&c.nodes[p].server, "replication");
+    assert_eq!(pinfo["role"], "master");
+    assert_eq!(pinfo["connected_slaves"], "4");
+    assert!(pinfo.contains_key("slave3"), "{pinfo:?}");
+    let rinfo = info(&c.node(4).server, "replication");
+    assert_eq!(rinfo["role"], "slave");
+    assert_eq!(rinfo["master_port"], primary_port.to_string());
+    assert_eq!(rinfo["master_link_status"], "up");
+    let rrole = c.node(4).server.conn().cmd(&["ROLE"]);
+    assert_eq!(
+        rrole.as_array().unwrap()[0],
+        Frame::bulk("slave"),
+        "{rrole}"
+    );
+
+    phase("a write sent to a replica is refused with Redis's READONLY error");
+    for id in [4, 5] {
+        let f = c.node(id).server.conn().cmd(&["SET", "x", "1"]);
+        assert_eq!(
+            f.error_text(),
+            Some("READONLY You can't write against a read only replica."),
+            "node {id}"
+        );
+    }
+    let follower = c
+        .nodes
+        .iter()
+        .find(|n| n.id <= 3 && n.id != c.nodes[p].id)
+        .unwrap();
+    assert!(follower
+        .server
+        .conn()
+        .cmd(&["SET", "x", "1"])
+        .error_text()
+        .unwrap()
+        .starts_with("READONLY"));
+
+    phase("a lagging replica refuses reads, then serves again once caught up");
+    let mut lagging = c.node(5).server.conn();
+    assert!(lagging.cmd(&["DEBUG", "REPLICATION-PAUSE", "4000"]).is_ok());
+    assert!(w.cmd(&["SET", "during-pause", "1"]).is_ok());
+    assert_eq!(
+        int(&w.cmd(&["WAIT", "4", "500"])),
+        3,
+        "the paused replica does not count"
+    );
+    let started = Instant::now();
+    let mut refused = None;
+    while started.elapsed() < Duration::from_secs(4) {
+        let f = lagging.cmd(&["GET", "k1"]);
+        if f.is_error() {
+            refused = Some(f);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = refused.expect("the paused replica kept serving reads beyond replica-max-lag-ms");
+    assert!(
+        refused.error_text().unwrap().starts_with("MASTERDOWN"),
+        "{refused}"
+    );
+    wait_for(
+        SETTLE_TIMEOUT,
+        "the replica to catch up and serve again",
+        || lagging.cmd(&["GET", "during-pause"]) == Frame::bulk("1"),
+    );
+
+    phase("read-your-writes across connections and nodes");
+    let mut writer = c.nodes[p].server.conn();
+    for i in 0..20 {
+        let key = format!("ryw{i}");
+        assert!(writer.cmd(&["SET", &key, "x"]).is_ok());
+        let pos = int(&writer.cmd(&["POSITION"]));
+        for id in [4, 5] {
+            let mut reader = c.node(id).server.conn();
+            assert!(int(&reader.cmd(&["WAITPOS", &pos.to_string(), "10000"])) >= pos);
+            assert_eq!(
+                reader.cmd(&["GET", &key]),
+                Frame::bulk("x"),
+                "node {id} after WAITPOS {pos}"
+            );
+        }
+    }
+    let mut r = c.node(4).server.conn();
+    let err = r.cmd(&["WAITPOS", "999999999", "100"]);
+    assert!(err.error_text().unwrap().starts_with("TIMEOUT"), "{err}");
+
+    phase("every node ends with the same keyspace at the same index");
+    c.assert_converged();
+}
+
+/// A replica killed and restarted catches up from the log: no snapshot is sent.
+#[test]
+fn a_restarted_replica_catches_up_from_the_log_without_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    // Snapshots are taken often, but the log is retained behind them.
+    let mut c = Cluster::start(dir.path(), 3, 1, &["--snapshot-entries", "20"]);
+    let p = c.primary();
+    let mut w = c.nodes[p].server.conn();
+    assert!(w.cmd(&["SET", "before", "1"]).is_ok());
+    c.wait_applied(int(&w.cmd(&["POSITION"])));
+
+    phase("kill the read replica and write while it is down");
+    c.node_mut(4).server.kill9();
+    for i in 0..300 {
+        assert!(w.cmd(&["SET", &format!("k{i}"), "v"]).is_ok());
+    }
+    let pinfo = info(&c.nodes[p].server, "replication");
+    assert!(
+        pinfo["tandem_snapshot_index"].parse::<u64>().unwrap() > 20,
+        "the primary took snapshots: {pinfo:?}"
+    );
+
+    phase("restart it: it catches up from the log");
+    c.node_mut(4).server.restart();
+    c.assert_converged();
+    let rinfo = info(&c.node(4).server, "replication");
+    assert_eq!(
+        rinfo["tandem_sync_completed"], "0",
+        "no snapshot was needed: {rinfo:?}"
+    );
+    assert!(!c.node(4).server.log_text().contains("receiving snapshot"));
+}
+
+/// A replica added after the log was compacted receives a snapshot, in chunks, one of them
+/// corrupted in transit (detected by the frame CRC and sent again), and ends with exactly the
+/// primary's data.
+#[test]
+fn a_replica_added_after_compaction_gets_a_verified_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--snapshot-entries",
+        "20",
+        "--log-retention-entries",
+        "0",
+        "--log-retention-bytes",
+        "0",
+        "--log-retention-ms",
+        "0",
+        "--snapshot-chunk-bytes",
+        "4096",
+    ];
+    let mut c = Cluster::start(dir.path(), 3, 0, &flags);
+    let p = c.primary();
+    let mut w = c.nodes[p].server.conn();
+    let value = "x".repeat(200);
+    for i in 0..500 {
+        assert!(w.cmd(&["SET", &format!("k{i}"), &value]).is_ok());
+    }
+    wait_for(SETTLE_TIMEOUT, "the primary to purge its log", || {
+        info(&c.nodes[p].server, "replication")["tandem_purged_index"]
+            .parse::<u64>()
+            .is_ok_and(|i| i > 100)
+    });
+
+    phase("corrupt the next two snapshot chunks the primary sends, then add a replica");
+    assert!(w.cmd(&["DEBUG", "CORRUPT-SNAPSHOT-CHUNK", "2"]).is_ok());
+    let idx = c.add_replica(4, free_port());
+    c.assert_converged();
+    let rinfo = info(&c.nodes[idx].server, "replication");
+    assert!(
+        rinfo["tandem_sync_completed"].parse::<u64>().unwrap() >= 1,
+        "{rinfo:?}"
+    );
+    assert!(
+        rinfo["tandem_transport_crc_failures"]
+            .parse::<u64>()
+            .unwrap()
+            >= 1,
+        "the corrupted chunk was detected by its CRC: {rinfo:?}"
+    );
+    assert_eq!(
+        c.nodes[idx].server.conn().cmd(&["GET", "k499"]),
+        Frame::bulk(value.as_str())
+    );
+}
+
+/// A voter whose data dir was wiped comes back under its old id: the cluster refuses it.
+#[test]
+fn a_node_restarted_with_a_wiped_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path(), 3, 0, &[]);
+    let p = c.primary();
+    let mut w = c.nodes[p].server.conn();
+    assert!(w.cmd(&["SET", "k", "v"]).is_ok());
+    c.wait_applied(int(&w.cmd(&["POSITION"])));
+    let victim = c.nodes.iter().find(|n| n.id != c.nodes[p].id).unwrap().id;
+
+    phase(format!("wipe node {victim}'s data dir and restart it"));
+    let node = c.node_mut(victim);
+    node.server.kill9();
+    std::fs::remove_dir_all(&node.server.data_dir).unwrap();
+    node.server.restart();
+    wait_for(
+        SETTLE_TIMEOUT,
+        "the wiped node to refuse the primary",
+        || {
+            c.node(victim)
+                .server
+                .log_text()
+                .contains("wiped or replaced")
+        },
+    );
+    let (_, _, keys) = digest(&c.node(victim).server);
+    assert_eq!(
+        keys, 0,
+        "the wiped node was not fed the cluster's data under its old id"
+    );
+    assert!(
+        w.cmd(&["SET", "k2", "v"]).is_ok(),
+        "the other two voters still form a majority"
+    );
+}
+
+/// A node with the wrong cluster secret cannot join, and the refusal is logged.
+#[test]
+fn a_peer_with_the_wrong_cluster_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), 1, 0, &[]);
+    let p = c.primary();
+    let mut stranger = Tandem::start(
+        &dir.path().join("stranger"),
+        &["--node-id", "9", "--cluster-secret", "not-the-secret"],
+    );
+    let f = stranger.conn().cmd(&[
+        "REPLICAOF",
+        "127.0.0.1",
+        &c.nodes[p].server.port.to_string(),
+    ]);
+    assert!(f.is_error(), "{f}");
+    wait_for(SETTLE_TIMEOUT, "the primary to log the refusal", || {
+        c.nodes[p].server.log_text().contains("refused peer")
+    });
+    let members = c.nodes[p].server.conn().cmd(&["MEMBERSHIP", "LIST"]);
+    assert_eq!(members.as_array().unwrap().len(), 1, "{members}");
+    stranger.stop();
+}
+
+/// A primary that loses its quorum fails writes with an error within the write timeout.
+#[test]
+fn a_primary_without_quorum_fails_writes_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path(), 3, 0, &["--write-timeout-ms", "2000"]);
+    let p = c.primary();
+    let primary_id = c.nodes[p].id;
+    let mut w = c.nodes[p].server.conn();
+    assert!(w.cmd(&["SET", "k", "v"]).is_ok());
+    phase("kill both other voters");
+    for n in c.nodes.iter_mut().filter(|n| n.id != primary_id) {
+        n.server.kill9();
+    }
+    let started = Instant::now();
+    let f = c.node(primary_id).server.conn().cmd(&["SET", "k", "v2"]);
+    let took = started.elapsed();
+    assert!(f.is_error(), "a write without quorum must fail, got {f}");
+    assert!(
+        took < Duration::from_secs(8),
+        "failed after {took:?}, bound is the 2 s write timeout"
+    );
+}
