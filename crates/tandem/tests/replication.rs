@@ -145,6 +145,28 @@ fn three_voters_and_two_read_replicas_keep_the_replication_contract() {
         || lagging.cmd(&["GET", "during-pause"]) == Frame::bulk("1"),
     );
 
+    phase("durability all: a write waits until every replica has it");
+    let mut all = c.nodes[p].server.conn();
+    assert!(all.cmd(&["CLIENT", "DURABILITY", "all"]).is_ok());
+    assert_eq!(all.cmd(&["CLIENT", "DURABILITY"]), Frame::bulk("all"));
+    assert!(lagging.cmd(&["DEBUG", "REPLICATION-PAUSE", "1500"]).is_ok());
+    let started = Instant::now();
+    assert!(all.cmd(&["SET", "durable-everywhere", "1"]).is_ok());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "durability all returned after {:?}, before the paused replica could have the write",
+        started.elapsed()
+    );
+    assert_eq!(
+        int(&all.cmd(&["WAIT", "4", "1"])),
+        4,
+        "every replica holds it when it is acknowledged"
+    );
+    assert_eq!(
+        lagging.cmd(&["GET", "durable-everywhere"]),
+        Frame::bulk("1")
+    );
+
     phase("read-your-writes across connections and nodes");
     let mut writer = c.nodes[p].server.conn();
     for i in 0..20 {
@@ -167,6 +189,34 @@ fn three_voters_and_two_read_replicas_keep_the_replication_contract() {
 
     phase("every node ends with the same keyspace at the same index");
     c.assert_converged();
+
+    phase("membership: promote a caught-up read replica, demote it again, remove another");
+    let mut admin = c.node(4).server.conn();
+    let f = admin.cmd(&["MEMBERSHIP", "PROMOTE", "4"]);
+    assert!(
+        !f.is_error(),
+        "promote (sent to a replica, forwarded to the primary): {f}"
+    );
+    wait_for(SETTLE_TIMEOUT, "node 4 to be a voter", || {
+        info(&c.node(4).server, "replication")["tandem_role"] == "voter"
+    });
+    assert!(!admin.cmd(&["MEMBERSHIP", "DEMOTE", "4"]).is_error());
+    wait_for(SETTLE_TIMEOUT, "node 4 to be a read replica again", || {
+        info(&c.node(4).server, "replication")["tandem_role"] == "read-replica"
+    });
+    let p = c.primary();
+    assert!(!c.nodes[p]
+        .server
+        .conn()
+        .cmd(&["MEMBERSHIP", "REMOVE", "5"])
+        .is_error());
+    let members = c.nodes[p].server.conn().cmd(&["MEMBERSHIP", "LIST"]);
+    assert_eq!(members.as_array().unwrap().len(), 4, "{members}");
+    let bad = c.nodes[p]
+        .server
+        .conn()
+        .cmd(&["MEMBERSHIP", "PROMOTE", "99"]);
+    assert!(bad.error_text().unwrap().contains("not a member"), "{bad}");
 }
 
 /// A replica killed and restarted catches up from the log: no snapshot is sent.
@@ -175,10 +225,9 @@ fn a_restarted_replica_catches_up_from_the_log_without_a_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     // Snapshots are taken often, but the log is retained behind them.
     let mut c = Cluster::start(dir.path(), 3, 1, &["--snapshot-entries", "20"]);
-    let p = c.primary();
+    let p = c.write_ok(&["SET", "before", "1"]);
     let mut w = c.nodes[p].server.conn();
-    assert!(w.cmd(&["SET", "before", "1"]).is_ok());
-    c.wait_applied(int(&w.cmd(&["POSITION"])));
+    c.wait_applied(digest(&c.nodes[p].server).0);
 
     phase("kill the read replica and write while it is down");
     c.node_mut(4).server.kill9();
@@ -260,10 +309,9 @@ fn a_replica_added_after_compaction_gets_a_verified_snapshot() {
 fn a_node_restarted_with_a_wiped_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cluster::start(dir.path(), 3, 0, &[]);
-    let p = c.primary();
+    let p = c.write_ok(&["SET", "k", "v"]);
     let mut w = c.nodes[p].server.conn();
-    assert!(w.cmd(&["SET", "k", "v"]).is_ok());
-    c.wait_applied(int(&w.cmd(&["POSITION"])));
+    c.wait_applied(digest(&c.nodes[p].server).0);
     let victim = c.nodes.iter().find(|n| n.id != c.nodes[p].id).unwrap().id;
 
     phase(format!("wipe node {victim}'s data dir and restart it"));
@@ -321,10 +369,8 @@ fn a_peer_with_the_wrong_cluster_secret_is_refused() {
 fn a_primary_without_quorum_fails_writes_within_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cluster::start(dir.path(), 3, 0, &["--write-timeout-ms", "2000"]);
-    let p = c.primary();
+    let p = c.write_ok(&["SET", "k", "v"]);
     let primary_id = c.nodes[p].id;
-    let mut w = c.nodes[p].server.conn();
-    assert!(w.cmd(&["SET", "k", "v"]).is_ok());
     phase("kill both other voters");
     for n in c.nodes.iter_mut().filter(|n| n.id != primary_id) {
         n.server.kill9();

@@ -85,6 +85,9 @@ const STOP_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Longest start-up waits to recover the committed state (a replica needs to hear the primary).
 const RECOVERY_WAIT_MAX: Duration = Duration::from_secs(600);
 
+/// Longest a write waits for the sole voter (this node) to elect itself.
+const OWN_ELECTION_WAIT_MAX: Duration = Duration::from_secs(5);
+
 /// Longest a SAVE waits for its snapshot.
 const SNAPSHOT_WAIT_MAX: Duration = Duration::from_secs(300);
 
@@ -366,21 +369,52 @@ impl Node {
     /// argument bytes. Requests are combined into log entries (see `combiner.rs`).
     pub async fn write(&self, batch: Batch, bytes: usize) -> Result<Written, WriteError> {
         if !self.is_primary() {
-            if self.is_unformed_standalone() {
-                self.form_standalone()
-                    .await
-                    .map_err(WriteError::NotAccepted)?;
-                // The new cluster elects this node at once; give it a moment.
-                let _ = self
-                    .raft
-                    .wait(Some(Duration::from_secs(5)))
-                    .state(ServerState::Leader, "standalone node elects itself")
-                    .await;
-            } else {
-                return Err(WriteError::ReadOnly);
-            }
+            self.await_own_leadership().await?;
         }
         self.combiner.write(batch, bytes).await
+    }
+
+    /// On a node that is not the primary: a standalone node forms its single-voter cluster on its
+    /// first write (concurrent first writes wait for that), and the sole voter of a cluster waits
+    /// (bounded) for its own election. Any other node is a replica: READONLY.
+    async fn await_own_leadership(&self) -> Result<(), WriteError> {
+        let me = self.config.node_id;
+        let standalone = !self
+            .service
+            .may_adopt
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && self.config.initial_cluster.is_empty();
+        if standalone {
+            self.form_standalone()
+                .await
+                .map_err(WriteError::NotAccepted)?;
+        }
+        // Wait until this node leads, or the membership shows other voters (then it is a
+        // replica, or a voter of a cluster whose election is not ours to wait for).
+        let _ = self
+            .raft
+            .wait(Some(OWN_ELECTION_WAIT_MAX))
+            .metrics(
+                |m| {
+                    let mut voters = m.membership_config.membership().voter_ids();
+                    let sole = voters.next() == Some(me) && voters.next().is_none();
+                    m.state == ServerState::Leader
+                        || !(sole
+                            || (standalone
+                                && m.membership_config
+                                    .membership()
+                                    .voter_ids()
+                                    .next()
+                                    .is_none()))
+                },
+                "this node leads, or is not the sole voter",
+            )
+            .await;
+        if self.is_primary() {
+            Ok(())
+        } else {
+            Err(WriteError::ReadOnly)
+        }
     }
 
     /// Hands one entry to openraft (in call order) and returns a future of its replies, bounded

@@ -118,6 +118,9 @@ impl Cluster {
             "--cluster-secret".into(),
             SECRET.into(),
             "--enable-debug-commands".into(),
+            // Debug builds on two shared cores: keep elections from flapping.
+            "--election-timeout-ms".into(),
+            "1000".into(),
         ];
         args.extend(self.extra.iter().cloned());
         args
@@ -184,6 +187,21 @@ impl Cluster {
         let p = self.primary();
         phase(format!("primary is node {}", self.nodes[p].id));
         p
+    }
+
+    /// Sends a write to whichever node is primary, retrying (an election may be under way on a
+    /// loaded machine) until it succeeds; returns the primary's index.
+    pub fn write_ok(&self, args: &[&str]) -> usize {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let p = self.primary();
+            let f = self.nodes[p].server.conn().cmd(args);
+            if f.is_ok() {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "{args:?} kept failing: {f}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn node(&self, id: u64) -> &Node {
