@@ -26,7 +26,7 @@ step "doc tests"
 cargo test --workspace --doc
 
 if [ "${FUZZ_SECONDS:-30}" != "0" ]; then
-  step "fuzz the RESP parsers, the log decoders and the snapshot reader for ${FUZZ_SECONDS:-30}s per target"
+  step "fuzz the RESP parsers, the log decoders, the snapshot reader and the transport frames for ${FUZZ_SECONDS:-30}s per target"
   ./scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 fi
 

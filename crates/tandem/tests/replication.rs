@@ -58,7 +58,8 @@ fn three_voters_and_two_read_replicas_keep_the_replication_contract() {
     phase("writes on the primary appear on every replica");
     let mut w = c.nodes[p].server.conn();
     for i in 0..50 {
-        assert!(w.cmd(&["SET", &format!("k{i}"), &format!("v{i}")]).is_ok());
+        let f = w.cmd(&["SET", &format!("k{i}"), &format!("v{i}")]);
+        assert!(f.is_ok(), "{f}");
     }
     let pos = int(&w.cmd(&["POSITION"]));
     assert!(pos > 0, "POSITION after a write is its log index");
@@ -70,7 +71,8 @@ fn three_voters_and_two_read_replicas_keep_the_replication_contract() {
     c.assert_converged();
 
     phase("WAIT counts replicas, voting or not, that hold the connection's last write");
-    assert!(w.cmd(&["SET", "w", "1"]).is_ok());
+    let f = w.cmd(&["SET", "w", "1"]);
+    assert!(f.is_ok(), "{f}");
     assert_eq!(int(&w.cmd(&["WAIT", "4", "20000"])), 4);
 
     phase("ROLE and INFO replication describe the cluster");
@@ -118,7 +120,8 @@ fn three_voters_and_two_read_replicas_keep_the_replication_contract() {
     phase("a lagging replica refuses reads, then serves again once caught up");
     let mut lagging = c.node(5).server.conn();
     assert!(lagging.cmd(&["DEBUG", "REPLICATION-PAUSE", "4000"]).is_ok());
-    assert!(w.cmd(&["SET", "during-pause", "1"]).is_ok());
+    let f = w.cmd(&["SET", "during-pause", "1"]);
+    assert!(f.is_ok(), "{f}");
     assert_eq!(
         int(&w.cmd(&["WAIT", "4", "500"])),
         3,
@@ -232,7 +235,8 @@ fn a_restarted_replica_catches_up_from_the_log_without_a_snapshot() {
     phase("kill the read replica and write while it is down");
     c.node_mut(4).server.kill9();
     for i in 0..300 {
-        assert!(w.cmd(&["SET", &format!("k{i}"), "v"]).is_ok());
+        let f = w.cmd(&["SET", &format!("k{i}"), "v"]);
+        assert!(f.is_ok(), "{f}");
     }
     let pinfo = info(&c.nodes[p].server, "replication");
     assert!(
@@ -251,8 +255,9 @@ fn a_restarted_replica_catches_up_from_the_log_without_a_snapshot() {
     assert!(!c.node(4).server.log_text().contains("receiving snapshot"));
 }
 
-/// A replica added after the log was compacted receives a snapshot, in chunks, one of them
-/// corrupted in transit (detected by the frame CRC and sent again), and ends with exactly the
+/// A replica added after the log was compacted receives a snapshot: in chunks, throttled, some
+/// corrupted in transit (detected by the frame CRC and sent again — so often that one transfer
+/// attempt gives up and the next resumes where the replica stopped), and ends with exactly the
 /// primary's data.
 #[test]
 fn a_replica_added_after_compaction_gets_a_verified_snapshot() {
@@ -268,13 +273,16 @@ fn a_replica_added_after_compaction_gets_a_verified_snapshot() {
         "0",
         "--snapshot-chunk-bytes",
         "4096",
+        "--replica-sync-bytes-per-sec-max",
+        "100000",
     ];
     let mut c = Cluster::start(dir.path(), 3, 0, &flags);
     let p = c.primary();
     let mut w = c.nodes[p].server.conn();
     let value = "x".repeat(200);
     for i in 0..500 {
-        assert!(w.cmd(&["SET", &format!("k{i}"), &value]).is_ok());
+        let f = w.cmd(&["SET", &format!("k{i}"), &value]);
+        assert!(f.is_ok(), "{f}");
     }
     wait_for(SETTLE_TIMEOUT, "the primary to purge its log", || {
         info(&c.nodes[p].server, "replication")["tandem_purged_index"]
@@ -282,10 +290,16 @@ fn a_replica_added_after_compaction_gets_a_verified_snapshot() {
             .is_ok_and(|i| i > 100)
     });
 
-    phase("corrupt the next two snapshot chunks the primary sends, then add a replica");
-    assert!(w.cmd(&["DEBUG", "CORRUPT-SNAPSHOT-CHUNK", "2"]).is_ok());
+    phase("corrupt 2 snapshot chunks after 2 intact ones, break the transfer off after 5, add a replica");
+    let f = w.cmd(&["DEBUG", "CORRUPT-SNAPSHOT-CHUNK", "2", "2"]);
+    assert!(f.is_ok(), "{f}");
+    // The next attempt resumes at byte 5 * 4096.
+    let f = w.cmd(&["DEBUG", "SNAPSHOT-INTERRUPT", "5"]);
+    assert!(f.is_ok(), "{f}");
+    let started = Instant::now();
     let idx = c.add_replica(4, free_port());
     c.assert_converged();
+    let took = started.elapsed();
     let rinfo = info(&c.nodes[idx].server, "replication");
     assert!(
         rinfo["tandem_sync_completed"].parse::<u64>().unwrap() >= 1,
@@ -301,6 +315,17 @@ fn a_replica_added_after_compaction_gets_a_verified_snapshot() {
     assert_eq!(
         c.nodes[idx].server.conn().cmd(&["GET", "k499"]),
         Frame::bulk(value.as_str())
+    );
+    let log = c.nodes[idx].server.log_text();
+    assert!(
+        log.contains("resuming at byte 20480"),
+        "the second attempt resumed where the first stopped"
+    );
+    let size: f64 = rinfo["tandem_sync_total_bytes"].parse().unwrap();
+    assert!(size > 100_000.0, "snapshot of {size} bytes");
+    assert!(
+        took.as_secs_f64() >= size / 100_000.0 * 0.8,
+        "{size} bytes at 100000 bytes/s took only {took:?}: not throttled"
     );
 }
 

@@ -25,6 +25,7 @@
 //!   concurrently by the application's [`Handler`] and answered in completion order.
 //! - [`stats`] — [`TransportStats`], counters shared by a node's server and peers.
 //! - `error` — [`CallError`], how a call fails.
+//! - [`fuzzing`] — entry points for the fuzz target over the frame and message decoders.
 //!
 //! # How a call flows
 //!
@@ -39,6 +40,7 @@
 //! sends, all within the call's deadline.
 
 pub mod config;
+pub mod fuzzing;
 pub mod stats;
 
 mod auth;

@@ -36,13 +36,29 @@ pub const APPEND_BYTES_TARGET: usize = 16 << 20;
 /// Fault injection, for tests (enabled by `--enable-debug-commands`).
 #[derive(Default)]
 pub struct Faults {
-    /// Corrupt the next N outgoing snapshot chunks (after their CRC is computed).
+    /// Corrupt the next N outgoing snapshot chunks (after their CRC is computed)...
     pub corrupt_snapshot_chunks: AtomicU32,
+    /// ... after letting this many through intact.
+    pub corrupt_snapshot_chunks_skip: AtomicU32,
+    /// Break off the next snapshot transfer after this many chunks, as if the connection had
+    /// dropped (0: off; fires once).
+    pub interrupt_snapshot_after: AtomicU32,
     /// Corrupt the next N outgoing requests of any kind.
     pub corrupt_requests: AtomicU32,
 }
 
 impl Faults {
+    /// Whether to corrupt the snapshot chunk about to be sent.
+    pub fn take_snapshot_chunk(&self) -> bool {
+        if self.corrupt_snapshot_chunks.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        if Faults::take(&self.corrupt_snapshot_chunks_skip) {
+            return false;
+        }
+        Faults::take(&self.corrupt_snapshot_chunks)
+    }
+
     pub fn take(counter: &AtomicU32) -> bool {
         counter
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))

@@ -26,7 +26,7 @@ use tandem_transport::{CallError, CallOptions};
 use tracing::{info, warn};
 
 use super::messages::{Request, Response, SnapshotOffer};
-use super::network::{call, Faults, PeerClient, PeerFailure};
+use super::network::{call, PeerClient, PeerFailure};
 use super::state_machine::{load_snapshot_file, SnapshotFile, StateMachine};
 use super::types::{SnapshotMeta, TypeConfig, Vote};
 
@@ -102,7 +102,30 @@ pub async fn send(
     let mut last_report = Instant::now();
     let rate = ctx.snapshot_bytes_per_sec_max.max(1);
     let mut buf = vec![0u8; ctx.snapshot_chunk_bytes.max(1)];
+    let mut chunks_sent: u32 = 0;
     while offset < size {
+        let interrupt = ctx
+            .faults
+            .interrupt_snapshot_after
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if interrupt > 0
+            && chunks_sent >= interrupt
+            && ctx
+                .faults
+                .interrupt_snapshot_after
+                .compare_exchange(
+                    interrupt,
+                    0,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            warn!("snapshot {transfer} to node {target}: interrupted after {chunks_sent} chunks (DEBUG)");
+            return Err(StreamingError::Unreachable(Unreachable::new(&PeerFailure(
+                "snapshot transfer interrupted by DEBUG SNAPSHOT-INTERRUPT".into(),
+            ))));
+        }
         // Pace: never ahead of `rate` bytes per second since the transfer (re)started.
         let sent = offset - first_offset;
         let due = Duration::from_secs_f64(sent as f64 / rate as f64);
@@ -121,7 +144,7 @@ pub async fn send(
             data: bytes::Bytes::copy_from_slice(&buf[..n]),
         };
         let opts = CallOptions {
-            corrupt_first_send: Faults::take(&ctx.faults.corrupt_snapshot_chunks),
+            corrupt_first_send: ctx.faults.take_snapshot_chunk(),
         };
         let answer = tokio::select! {
             closed = &mut cancel => return Err(StreamingError::Closed(closed)),
@@ -131,6 +154,7 @@ pub async fn send(
             Response::SnapshotResume { offset: next } if next <= size => offset = next,
             other => return Err(protocol_error("chunk", other)),
         }
+        chunks_sent += 1;
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
             let secs = started.elapsed().as_secs_f64().max(0.001);

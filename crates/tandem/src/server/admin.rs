@@ -665,22 +665,50 @@ fn debug(conn: &mut Conn, args: &[Bytes]) -> Frame {
                 None => Frame::error("ERR milliseconds must be between 0 and 600000"),
             }
         }
-        ("corrupt-snapshot-chunk" | "corrupt-frame", 2 | 3) => {
-            let n = if args.len() == 3 {
-                parse_i64(&args[2])
-            } else {
-                Some(1)
+        ("snapshot-interrupt", 3) => {
+            match parse_i64(&args[2]).filter(|n| (0..=1_000_000).contains(n)) {
+                // Break off the next snapshot transfer after N chunks, as a dropped connection would.
+                Some(n) => {
+                    conn.shared
+                        .node
+                        .ctx
+                        .faults
+                        .interrupt_snapshot_after
+                        .store(n as u32, Ordering::Relaxed);
+                    Frame::ok()
+                }
+                None => Frame::error("ERR chunks must be between 0 and 1000000"),
+            }
+        }
+        ("corrupt-snapshot-chunk" | "corrupt-frame", 2..=4) => {
+            // DEBUG CORRUPT-SNAPSHOT-CHUNK [count [skip]]: corrupt `count` outgoing snapshot
+            // chunks after `skip` intact ones. DEBUG CORRUPT-FRAME [count]: any requests.
+            let arg = |i: usize, default: i64| {
+                if args.len() > i {
+                    parse_i64(&args[i]).filter(|n| (0..=1000).contains(n))
+                } else {
+                    Some(default)
+                }
             };
-            let Some(n) = n.filter(|n| (0..=1000).contains(n)) else {
-                return Frame::error("ERR count must be between 0 and 1000");
+            let (Some(count), Some(skip)) = (arg(2, 1), arg(3, 0)) else {
+                return Frame::error("ERR count and skip must be between 0 and 1000");
             };
             let faults = &conn.shared.node.ctx.faults;
-            let counter = if sub == "corrupt-frame" {
-                &faults.corrupt_requests
+            if sub == "corrupt-frame" {
+                if args.len() > 3 {
+                    return Frame::error("ERR DEBUG CORRUPT-FRAME takes only a count");
+                }
+                faults
+                    .corrupt_requests
+                    .store(count as u32, Ordering::Relaxed);
             } else {
-                &faults.corrupt_snapshot_chunks
-            };
-            counter.store(n as u32, Ordering::Relaxed);
+                faults
+                    .corrupt_snapshot_chunks_skip
+                    .store(skip as u32, Ordering::Relaxed);
+                faults
+                    .corrupt_snapshot_chunks
+                    .store(count as u32, Ordering::Relaxed);
+            }
             Frame::ok()
         }
         ("sleep", 3) => {

@@ -102,6 +102,9 @@ impl Cluster {
             n.server.ensure_ready();
         }
         cluster.wait_primary();
+        // A first write through whichever node leads: after it, the primary has committed in
+        // its term and the cluster is settled.
+        cluster.write_ok(&["SET", "cluster:ready", "1"]);
         for (j, port) in ports[voters..].iter().enumerate() {
             let id = (voters + j) as u64 + 1;
             cluster.add_replica(id, *port);
