@@ -11,6 +11,7 @@ pub fn check_frames(data: &[u8]) {
         let mut rest = data;
         while let Ok(Some((payload, used))) = decode_frame(rest, max) {
             assert!(used <= rest.len() && used >= crate::FRAME_HEADER_LEN);
+            assert!(payload.len() <= max, "a frame over the limit was accepted");
             let again = encode_frame(payload, max).expect("an accepted payload re-encodes");
             assert_eq!(
                 &again[..],
