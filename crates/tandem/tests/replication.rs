@@ -117,6 +117,19 @@ fn three_voters_and_two_read_replicas_keep_the_replication_contract() {
         .unwrap()
         .starts_with("READONLY"));
 
+    phase("a transaction of reads runs on a replica; one with a write is refused");
+    let mut r = c.node(4).server.conn();
+    assert!(r.cmd(&["MULTI"]).is_ok());
+    assert_eq!(r.cmd(&["GET", "k1"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(r.cmd(&["EXEC"]), Frame::Array(vec![Frame::bulk("v1")]));
+    assert!(r.cmd(&["MULTI"]).is_ok());
+    assert_eq!(r.cmd(&["SET", "k1", "x"]), Frame::Simple("QUEUED".into()));
+    assert!(r
+        .cmd(&["EXEC"])
+        .error_text()
+        .unwrap()
+        .starts_with("READONLY"));
+
     phase("a lagging replica refuses reads, then serves again once caught up");
     let mut lagging = c.node(5).server.conn();
     assert!(lagging.cmd(&["DEBUG", "REPLICATION-PAUSE", "4000"]).is_ok());

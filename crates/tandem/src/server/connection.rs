@@ -439,8 +439,28 @@ impl Conn {
                 None => replies.push(Some(admin::stateless(args))),
             }
         }
+        let read_only = ops.iter().all(|op| matches!(op, Op::Read(_)));
+        let on_replica =
+            !self.shared.node.is_primary() && !self.shared.node.is_unformed_standalone();
         let mut applied = if ops.is_empty() {
             Vec::new()
+        } else if read_only && on_replica {
+            // A transaction of reads on a replica: served from this node's state, all under one
+            // lock (one point of the log), under the replica read rule.
+            if let Err(refusal) = replication::replica_read_allowed(
+                &self.shared.node,
+                self.shared.config.replica_max_lag,
+            ) {
+                return refusal;
+            }
+            let now = now_ms();
+            let st = self.shared.node.state().read();
+            ops.iter()
+                .filter_map(|op| match op {
+                    Op::Read(r) => Some(st.keyspace.read(r, now)),
+                    _ => None,
+                })
+                .collect()
         } else {
             let batch = Batch {
                 now_ms: now_ms(),
