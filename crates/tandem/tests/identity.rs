@@ -67,3 +67,19 @@ fn a_second_process_cannot_open_a_data_dir_in_use() {
     assert!(log.contains("in use by another tandem process"), "{log}");
     drop(first);
 }
+
+/// The reverse: the identity file survives but the log and snapshots were deleted. Coming back
+/// with an empty log under an identity a cluster trusts could vote twice and drop acknowledged
+/// entries, so the node refuses to start.
+#[test]
+fn an_identity_whose_log_and_snapshots_are_gone_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut t = Tandem::start(&data, &[]);
+    t.conn().ok(&["SET", "k", "v"]);
+    t.stop();
+    std::fs::remove_dir_all(data.join("log")).unwrap();
+    std::fs::remove_dir_all(data.join("snapshots")).unwrap();
+    let log = exited(t.restart_outcome(Duration::from_secs(20)));
+    assert!(log.contains("log and snapshots are gone"), "{log}");
+}

@@ -67,6 +67,16 @@ impl IdentityFile {
                         id.node_id
                     )));
                 }
+                if !id.cluster_id.is_empty() && !has_data {
+                    // Its log and snapshots are gone but its identity is not: a node coming back
+                    // with an empty log under an incarnation the cluster trusts could vote twice
+                    // and drop entries it acknowledged.
+                    return Err(io::Error::other(format!(
+                        "data dir {} belongs to node {node_id} of cluster {} but its log and snapshots are gone: it                          will not rejoin with an empty log under its old identity. Remove node {node_id} from the                          cluster (`tandem cluster remove {node_id}`), then start it with an empty data dir to add                          it back as a new replica",
+                        dir.display(),
+                        id.cluster_id
+                    )));
+                }
                 id
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -128,6 +138,17 @@ impl IdentityFile {
         self.store(id)
     }
 
+    /// Forgets the cluster id of a node that was never admitted (its join was refused), so it
+    /// can try another cluster. The caller checks the node holds no cluster state.
+    pub fn clear_cluster_id(&self) -> io::Result<()> {
+        let mut id = self.get();
+        if id.cluster_id.is_empty() {
+            return Ok(());
+        }
+        id.cluster_id.clear();
+        self.store(id)
+    }
+
     /// A fresh random cluster id, for a node that initializes a new cluster.
     pub fn new_cluster_id() -> String {
         format!("{:032x}", rand::random::<u128>())
@@ -180,6 +201,20 @@ mod tests {
         assert!(
             IdentityFile::open(dir.path(), 4, true).is_err(),
             "another node id is refused"
+        );
+    }
+
+    #[test]
+    fn an_identity_of_a_cluster_without_its_data_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        IdentityFile::open(dir.path(), 3, false)
+            .unwrap()
+            .set_cluster_id("abc")
+            .unwrap();
+        let err = IdentityFile::open(dir.path(), 3, false).err().unwrap();
+        assert!(
+            err.to_string().contains("log and snapshots are gone"),
+            "{err}"
         );
     }
 

@@ -1,10 +1,13 @@
 //! How stale a replica's data may be, as a time bound.
 //!
-//! Every append (entries or heartbeat) from the primary says "at the time I sent this, index C
-//! was committed". Once this node has applied C, its data is at least as fresh as the primary's
-//! was at that moment. The lag is the time since the newest such moment: it grows while entries
-//! are not applied and while nothing is heard from the primary, and it is what the replica read
-//! rule (`--replica-max-lag-ms`) and `/ready` compare against.
+//! Every append (entries or heartbeat) the primary sends says "index C was committed, and I last
+//! heard from a quorum of voters `age` ago". So the primary was surely the primary, with C
+//! committed, at `received - age` (a primary cut off from its quorum keeps sending heartbeats,
+//! but their age grows). Once this node has applied C, its data is at least as fresh as the
+//! cluster's was at that moment. The lag is the time since the newest such moment: it grows
+//! while entries are not applied, while nothing is heard, and while the primary that is heard has
+//! no quorum; it is what the replica read rule (`--replica-max-lag-ms`) and `/ready` compare
+//! against.
 //!
 //! Pure logic over an injected clock reading, so it is tested without sleeping.
 
@@ -44,10 +47,21 @@ pub struct Lag {
 }
 
 impl LagTracker {
-    /// The primary said `leader_commit` was committed; `applied` is this node's applied index.
-    pub fn heard(&self, now: Instant, leader_commit: u64, applied: u64) {
+    /// An append arrived at `received`; its primary had `leader_commit` committed and a quorum
+    /// as of `valid_at` (None: it does not know of any quorum contact). `applied` is this node's
+    /// applied index.
+    pub fn heard(
+        &self,
+        received: Instant,
+        valid_at: Option<Instant>,
+        leader_commit: u64,
+        applied: u64,
+    ) {
         let mut st = self.inner.lock();
-        st.last_heard = Some(now);
+        st.last_heard = Some(received);
+        let Some(now) = valid_at else {
+            return;
+        };
         st.leader_commit = st.leader_commit.max(leader_commit);
         if leader_commit <= applied {
             st.fresh_at = Some(now);
@@ -102,9 +116,9 @@ mod tests {
         let t0 = Instant::now();
         let l = LagTracker::default();
         assert_eq!(l.lag(t0, 0).staleness, None, "never heard: unknown");
-        l.heard(t0, 5, 5);
+        l.heard(t0, Some(t0), 5, 5);
         assert_eq!(l.lag(t0 + ms(30), 5).staleness, Some(ms(30)));
-        l.heard(t0 + ms(100), 5, 5);
+        l.heard(t0 + ms(100), Some(t0 + ms(100)), 5, 5);
         assert_eq!(l.lag(t0 + ms(100), 5).staleness, Some(ms(0)));
         assert_eq!(l.lag(t0 + ms(5000), 5).staleness, Some(ms(4900)));
         assert_eq!(l.lag(t0 + ms(5000), 5).since_heard, Some(ms(4900)));
@@ -114,9 +128,9 @@ mod tests {
     fn applying_a_heard_commit_makes_the_data_as_fresh_as_when_it_was_heard() {
         let t0 = Instant::now();
         let l = LagTracker::default();
-        l.heard(t0, 10, 10);
-        l.heard(t0 + ms(100), 20, 10);
-        l.heard(t0 + ms(200), 30, 10);
+        l.heard(t0, Some(t0), 10, 10);
+        l.heard(t0 + ms(100), Some(t0 + ms(100)), 20, 10);
+        l.heard(t0 + ms(200), Some(t0 + ms(200)), 30, 10);
         // Nothing applied yet: fresh as of t0.
         let lag = l.lag(t0 + ms(250), 10);
         assert_eq!(lag.staleness, Some(ms(250)));
@@ -127,12 +141,31 @@ mod tests {
         assert_eq!(l.lag(t0 + ms(250), 30).entries, 0);
     }
 
+    /// A primary cut off from its quorum keeps sending heartbeats, but each says how long ago it
+    /// last heard a quorum: a replica it keeps talking to still goes stale.
+    #[test]
+    fn heartbeats_from_a_primary_without_quorum_do_not_keep_a_replica_fresh() {
+        let t0 = Instant::now();
+        let l = LagTracker::default();
+        l.heard(t0, Some(t0), 7, 7);
+        for i in 1..=50u64 {
+            // Heard every 100 ms; the quorum was last seen at t0.
+            l.heard(t0 + ms(100 * i), Some(t0), 7, 7);
+        }
+        let lag = l.lag(t0 + ms(5000), 7);
+        assert_eq!(lag.staleness, Some(ms(5000)));
+        assert_eq!(lag.since_heard, Some(ms(0)));
+        // Nothing known about a quorum: heard, but no fresher.
+        l.heard(t0 + ms(5100), None, 7, 7);
+        assert_eq!(l.lag(t0 + ms(5100), 7).staleness, Some(ms(5100)));
+    }
+
     #[test]
     fn a_full_queue_overstates_rather_than_understates() {
         let t0 = Instant::now();
         let l = LagTracker::default();
         for i in 0..(PENDING_MAX as u64 + 10) {
-            l.heard(t0 + ms(i), 100 + i, 0);
+            l.heard(t0 + ms(i), Some(t0 + ms(i)), 100 + i, 0);
         }
         let last = 100 + PENDING_MAX as u64 + 9;
         let lag = l.lag(t0 + ms(PENDING_MAX as u64 + 10), last);

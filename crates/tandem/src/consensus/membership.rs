@@ -71,7 +71,7 @@ impl Node {
                             "node {id} at {addr} already belongs to cluster {}, but this node (the one that initializes \
                              it) has no cluster: its data dir was wiped or replaced. It will not start a second cluster. \
                              Remove node {} from the cluster and add this node back as a new replica with an empty \
-                             data dir, or restore its data dir",
+                             data dir",
                             hello.cluster_id, self.config.node_id
                         ));
                     }
@@ -85,7 +85,13 @@ impl Node {
                 }
             }
             if missing.is_empty() {
-                let cluster_id = IdentityFile::new_cluster_id();
+                // An id recorded by an earlier attempt that crashed before initializing is kept.
+                let own = self.identity.cluster_id();
+                let cluster_id = if own.is_empty() {
+                    IdentityFile::new_cluster_id()
+                } else {
+                    own
+                };
                 self.identity
                     .set_cluster_id(&cluster_id)
                     .map_err(|e| e.to_string())?;
@@ -223,7 +229,16 @@ impl Node {
             };
             let answer = call(&peer, &join, CHANGE_TIMEOUT, CallOptions::default()).await;
             peer.close();
-            match answer.map_err(|e| format!("ERR join refused by {target}: {e}"))? {
+            if let Err(tandem_transport::CallError::Remote(why)) = &answer {
+                // Refused for good (e.g. the node id is taken): this node joined nothing, so it
+                // may try again elsewhere or under another id.
+                if !self.raft.is_initialized().await.unwrap_or(true) {
+                    let _ = self.identity.clear_cluster_id();
+                    self.service.may_adopt.store(false, Ordering::Relaxed);
+                }
+                return Err(format!("ERR join refused by {target}: {why}"));
+            }
+            match answer.map_err(|e| format!("ERR join failed at {target}: {e}"))? {
                 Response::Ok(msg) => {
                     info!("joined cluster {}: {msg}", hello.cluster_id);
                     return Ok(msg);

@@ -35,7 +35,12 @@ pub struct Hello {
 /// A request from one node to another.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    Append(AppendEntriesRequest<TypeConfig>),
+    /// `quorum_age_ms`: how long before sending the primary last heard from a quorum of voters
+    /// (None: never in this term). Replicas use it to bound staleness (`lag.rs`).
+    Append {
+        rpc: AppendEntriesRequest<TypeConfig>,
+        quorum_age_ms: Option<u64>,
+    },
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
     TransferLeader(TransferLeaderRequest<TypeConfig>),

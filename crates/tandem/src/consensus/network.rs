@@ -83,7 +83,10 @@ pub struct PeerContext {
     /// Bytes of snapshot per chunk.
     pub snapshot_chunk_bytes: usize,
     pub faults: Faults,
-    peers: Mutex<HashMap<NodeId, Peer>>,
+    /// The local Raft, set once it exists (the network is built before it).
+    pub raft: std::sync::OnceLock<openraft::Raft<TypeConfig, super::state_machine::StateMachine>>,
+    /// Connections to members, with the address (and incarnation) each was made for.
+    peers: Mutex<HashMap<NodeId, (NodeAddr, Peer)>>,
 }
 
 impl PeerContext {
@@ -107,6 +110,7 @@ impl PeerContext {
             snapshot_bytes_per_sec_max,
             snapshot_chunk_bytes,
             faults: Faults::default(),
+            raft: std::sync::OnceLock::new(),
             peers: Mutex::new(HashMap::new()),
         }
     }
@@ -124,11 +128,20 @@ impl PeerContext {
         }
     }
 
-    /// The connection to member `target` (created on first use, kept after).
+    /// Time since this node, as primary, last heard from a quorum of voters.
+    pub fn quorum_age(&self) -> Option<Duration> {
+        use openraft::async_runtime::watch::WatchReceiver;
+        let raft = self.raft.get()?;
+        let acked = raft.metrics().borrow_watched().last_quorum_acked?;
+        Some(openraft::Instant::elapsed(&*acked))
+    }
+
+    /// The connection to member `target` (created on first use, kept after). A member re-added
+    /// under the same id (a new incarnation) or at another address gets a new connection.
     pub fn member(self: &Arc<Self>, target: NodeId, addr: &NodeAddr) -> Peer {
         let mut peers = self.peers.lock();
-        if let Some(p) = peers.get(&target) {
-            if p.addr() == addr.cluster_addr {
+        if let Some((known, p)) = peers.get(&target) {
+            if known == addr {
                 return p.clone();
             }
             p.close();
@@ -143,7 +156,7 @@ impl PeerContext {
             hello,
             self.stats.clone(),
         );
-        peers.insert(target, p.clone());
+        peers.insert(target, (addr.clone(), p.clone()));
         p
     }
 
@@ -162,7 +175,7 @@ impl PeerContext {
     }
 
     pub fn forget(&self, target: NodeId) {
-        if let Some(p) = self.peers.lock().remove(&target) {
+        if let Some((_, p)) = self.peers.lock().remove(&target) {
             p.close();
         }
     }
@@ -197,7 +210,8 @@ fn check_server_hello(
         if incarnation != 0 && hello.incarnation != incarnation {
             return Err(format!(
                 "node {id}'s data dir is not the one the cluster admitted (incarnation {:x}, expected {incarnation:x}): \
-                 it was wiped or replaced. Remove it (`tandem cluster remove {id}`) and add it back as a new replica",
+                 it was wiped or replaced. Remove it (`tandem cluster remove {id}`) and add it back as a new replica with an \
+                 empty data dir",
                 hello.incarnation
             ));
         }
@@ -337,7 +351,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         } else {
             None
         };
-        match self.call(&Request::Append(rpc), &option).await? {
+        let quorum_age_ms = self.ctx.quorum_age().map(|d| d.as_millis() as u64);
+        match self
+            .call(&Request::Append { rpc, quorum_age_ms }, &option)
+            .await?
+        {
             Response::Append(AppendEntriesResponse::Success) if partial.is_some() => {
                 Ok(AppendEntriesResponse::PartialSuccess(partial))
             }

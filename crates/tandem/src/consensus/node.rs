@@ -269,6 +269,7 @@ impl Node {
             config.combiner,
             Arc::new(move |batch| Box::pin(Node::propose(proposer.clone(), batch, timeout))),
         );
+        let _ = ctx.raft.set(raft.clone());
         let node = Arc::new(Node {
             raft,
             sm,
@@ -425,6 +426,7 @@ impl Node {
         timeout: Duration,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Written, WriteError>> + Send>>
     {
+        let me = *raft.node_id();
         let (responder, applied) = openraft::impls::ProgressResponder::complete_only();
         if let Err(fatal) = raft.client_write_ff(Proposal(batch), Some(responder)).await {
             let e = WriteError::NotAccepted(fatal.to_string());
@@ -440,6 +442,12 @@ impl Node {
                     index: resp.log_id.index(),
                     frames: resp.data.0,
                 }),
+                // Still the primary but not accepting (a lease or a leadership transfer): retry.
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) if f.leader_id == Some(me) => {
+                    Err(WriteError::NotAccepted(format!(
+                        "the primary is not accepting writes right now: {f}"
+                    )))
+                }
                 Ok(Ok(Err(ClientWriteError::ForwardToLeader(_)))) => Err(WriteError::ReadOnly),
                 Ok(Ok(Err(e))) => Err(WriteError::OutcomeUnknown(e.to_string())),
             }

@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::raft::SnapshotResponse;
+use openraft::raft::{AppendEntriesResponse, SnapshotResponse};
 use openraft::storage::Snapshot;
 use parking_lot::Mutex;
 use tandem_transport::Handler;
@@ -81,8 +81,8 @@ impl PeerService {
                 return Err(format!(
                     "node {id}'s data dir was wiped or replaced since the cluster admitted it (incarnation {:x}, the \
                      cluster expects {incarnation:x}); it is not readmitted under its old id. Remove node {id} from \
-                     the cluster (`tandem cluster remove {id}`) and add this node back as a new replica, or restore \
-                     its data dir",
+                     the cluster (`tandem cluster remove {id}`) and add this node back as a new replica with an \
+                     empty data dir",
                     me.incarnation
                 ));
             }
@@ -125,7 +125,7 @@ impl PeerService {
         let raft = &node.raft;
         let fail = |e: &dyn std::fmt::Display| e.to_string();
         Ok(match request {
-            Request::Append(rpc) => {
+            Request::Append { rpc, quorum_age_ms } => {
                 if let Some(until) = *self.paused_until.lock() {
                     if Instant::now() < until {
                         return Err(
@@ -133,10 +133,23 @@ impl PeerService {
                         );
                     }
                 }
+                // Taken before the append is processed: fsync and queueing must not make the
+                // primary's claim look fresher than it is.
+                let received = Instant::now();
+                let valid_at = quorum_age_ms.map(|ms| {
+                    received
+                        .checked_sub(Duration::from_millis(ms))
+                        .unwrap_or(received)
+                });
                 let commit = rpc.leader_commit.map(|l| l.index()).unwrap_or(0);
                 let r = raft.append_entries(rpc).await.map_err(|e| fail(&e))?;
-                let applied = node.applied_index();
-                self.lag.heard(Instant::now(), commit, applied);
+                if matches!(
+                    r,
+                    AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+                ) {
+                    self.lag
+                        .heard(received, valid_at, commit, node.applied_index());
+                }
                 Response::Append(r)
             }
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await.map_err(|e| fail(&e))?),
@@ -153,44 +166,53 @@ impl PeerService {
                 if offer.vote < mine {
                     Response::SnapshotStale(SnapshotResponse::new(mine))
                 } else {
-                    Response::SnapshotResume {
-                        offset: self.receiver.offer(&offer)?,
-                    }
+                    let n = node.clone();
+                    let offset =
+                        tokio::task::spawn_blocking(move || n.service.receiver.offer(&offer))
+                            .await
+                            .map_err(|e| e.to_string())??;
+                    Response::SnapshotResume { offset }
                 }
             }
             Request::SnapshotChunk {
                 transfer,
                 offset,
                 data,
-            } => Response::SnapshotResume {
-                offset: self.receiver.chunk(&transfer, offset, &data)?,
-            },
+            } => {
+                // File IO off the runtime threads: heartbeats must not wait behind it.
+                let n = node.clone();
+                let next = tokio::task::spawn_blocking(move || {
+                    n.service.receiver.chunk(&transfer, offset, &data)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                Response::SnapshotResume { offset: next }
+            }
             Request::SnapshotDone {
                 vote,
                 meta,
                 transfer,
             } => {
-                let sm = node.sm.clone();
-                let path = {
-                    let this_meta = meta.clone();
-                    let node2 = node.clone();
-                    tokio::task::spawn_blocking(move || {
-                        node2.service.receiver.finish(&transfer, &this_meta, &sm)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())??
-                };
-                let r = raft
+                let n = node.clone();
+                let this_meta = meta.clone();
+                let path = tokio::task::spawn_blocking(move || {
+                    let sm = n.sm.clone();
+                    n.service.receiver.finish(&transfer, &this_meta, &sm)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                let installed = raft
                     .install_full_snapshot(
                         vote,
                         Snapshot {
                             meta,
-                            snapshot: SnapshotFile { path },
+                            snapshot: SnapshotFile { path: path.clone() },
                         },
                     )
-                    .await
-                    .map_err(|e| fail(&e))?;
-                Response::SnapshotInstalled(r)
+                    .await;
+                // Whatever openraft did with it, the received file and its loaded state are done.
+                self.receiver.done(&path, &node.sm);
+                Response::SnapshotInstalled(installed.map_err(|e| fail(&e))?)
             }
             Request::Position => {
                 let m = raft.metrics().borrow_watched().clone();

@@ -13,7 +13,7 @@
 //! dropped by the transport and sent again, never written.
 
 use std::future::Future;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,8 +30,9 @@ use super::network::{call, PeerClient, PeerFailure};
 use super::state_machine::{load_snapshot_file, SnapshotFile, StateMachine};
 use super::types::{SnapshotMeta, TypeConfig, Vote};
 
-/// Name of the file a snapshot is received into, inside the snapshot directory.
-pub const INCOMING_FILE: &str = "incoming.part";
+/// Prefix of the files snapshots are received into, inside the snapshot directory
+/// (`incoming-<transfer hash>.part`, one per transfer).
+pub const INCOMING_PREFIX: &str = "incoming-";
 
 /// How long the receiver may take to verify and install a received snapshot, per GiB (and at
 /// least a minute).
@@ -222,30 +223,73 @@ struct Incoming {
     last_report: Instant,
 }
 
+/// What the receiver is doing.
+enum State {
+    Idle,
+    Receiving(Incoming),
+    /// A complete file is being verified or installed: new offers wait.
+    Finishing(String),
+}
+
 /// The receiving side, owned by the peer service.
 pub struct Receiver {
     dir: PathBuf,
-    current: Mutex<Option<Incoming>>,
+    state: Mutex<State>,
     pub progress: SyncProgress,
+}
+
+fn remove_partials(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(INCOMING_PREFIX) && name.ends_with(".part") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 impl Receiver {
     pub fn new(snapshot_dir: PathBuf) -> Receiver {
         // A partial transfer from before a restart is not resumed: the primary may have a newer
         // snapshot by now, and the file's tail may be torn.
-        let _ = std::fs::remove_file(snapshot_dir.join(INCOMING_FILE));
+        remove_partials(&snapshot_dir);
         Receiver {
             dir: snapshot_dir,
-            current: Mutex::new(None),
+            state: Mutex::new(State::Idle),
             progress: SyncProgress::default(),
         }
     }
 
+    fn path_for(&self, transfer: &str) -> PathBuf {
+        let id = tandem_checksum::Checksum::compute(
+            tandem_checksum::Algorithm::Crc32c,
+            transfer.as_bytes(),
+        );
+        self.dir.join(format!(
+            "{INCOMING_PREFIX}{}-{}.part",
+            id.to_hex(),
+            transfer.len()
+        ))
+    }
+
     /// An offer: resume the same transfer where it stopped, or start afresh.
     pub fn offer(&self, offer: &SnapshotOffer) -> Result<u64, String> {
-        let mut cur = self.current.lock();
-        if let Some(inc) = cur.as_ref() {
-            if inc.transfer == offer.transfer && inc.size == offer.size_bytes {
+        if offer.size_bytes > SNAPSHOT_BYTES_MAX {
+            return Err(format!(
+                "snapshot of {} bytes is over the limit of {SNAPSHOT_BYTES_MAX}",
+                offer.size_bytes
+            ));
+        }
+        let mut st = self.state.lock();
+        match &*st {
+            State::Finishing(t) => {
+                return Err(format!("still verifying snapshot {t}; offer again later"));
+            }
+            State::Receiving(inc)
+                if inc.transfer == offer.transfer && inc.size == offer.size_bytes =>
+            {
                 info!(
                     "receiving snapshot {}: resuming at byte {} of {}",
                     inc.transfer, inc.len, inc.size
@@ -254,8 +298,12 @@ impl Receiver {
                 self.progress.bytes_since_start.store(0, Ordering::Relaxed);
                 return Ok(inc.len);
             }
+            _ => {}
         }
-        let path = self.dir.join(INCOMING_FILE);
+        // Another transfer (or none): its partial file is of no more use.
+        *st = State::Idle;
+        remove_partials(&self.dir);
+        let path = self.path_for(&offer.transfer);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
@@ -268,7 +316,7 @@ impl Receiver {
             offer.size_bytes,
             offer.meta.last_log_id.map(|l| l.index())
         );
-        *cur = Some(Incoming {
+        *st = State::Receiving(Incoming {
             transfer: offer.transfer.clone(),
             path,
             file,
@@ -287,11 +335,15 @@ impl Receiver {
 
     /// A chunk; answers with the offset the sender should send next.
     pub fn chunk(&self, transfer: &str, offset: u64, data: &[u8]) -> Result<u64, String> {
-        let mut cur = self.current.lock();
-        let Some(inc) = cur.as_mut().filter(|i| i.transfer == transfer) else {
-            return Err(format!(
-                "no snapshot transfer {transfer} in progress here: offer it again"
-            ));
+        use std::os::unix::fs::FileExt;
+        let mut st = self.state.lock();
+        let inc = match &mut *st {
+            State::Receiving(inc) if inc.transfer == transfer => inc,
+            _ => {
+                return Err(format!(
+                    "no snapshot transfer {transfer} in progress here: offer it again"
+                ))
+            }
         };
         if offset != inc.len {
             // A retried chunk that already arrived, or a gap: tell the sender where we are.
@@ -304,8 +356,9 @@ impl Receiver {
                 inc.size
             ));
         }
+        // At its offset, not at the file cursor: a failed write must not shift later chunks.
         inc.file
-            .write_all(data)
+            .write_all_at(data, offset)
             .map_err(|e| format!("cannot write {}: {e}", inc.path.display()))?;
         inc.len += data.len() as u64;
         self.progress.bytes.store(inc.len, Ordering::Relaxed);
@@ -327,7 +380,8 @@ impl Receiver {
     }
 
     /// The whole file arrived: sync it and verify everything in it. On success the file is ready
-    /// for openraft to install (returns its path); on failure it is deleted and counted.
+    /// for openraft to install (returns its path) and the receiver stays in the finishing state
+    /// until [`Receiver::done`]; on failure the file is deleted and counted.
     pub fn finish(
         &self,
         transfer: &str,
@@ -335,11 +389,11 @@ impl Receiver {
         sm: &StateMachine,
     ) -> Result<PathBuf, String> {
         let inc = {
-            let mut cur = self.current.lock();
-            match cur.take() {
-                Some(i) if i.transfer == transfer => i,
+            let mut st = self.state.lock();
+            match std::mem::replace(&mut *st, State::Finishing(transfer.to_string())) {
+                State::Receiving(i) if i.transfer == transfer => i,
                 other => {
-                    *cur = other;
+                    *st = other;
                     return Err(format!("no snapshot transfer {transfer} in progress here"));
                 }
             }
@@ -364,7 +418,7 @@ impl Receiver {
                     file_meta.last_log_id, meta.last_log_id
                 ));
             }
-            sm.preload(inc.path.clone(), state);
+            sm.preload(inc.path.clone(), file_meta, state);
             Ok(inc.path.clone())
         })();
         match &result {
@@ -376,8 +430,22 @@ impl Receiver {
                 self.progress.rejected.fetch_add(1, Ordering::Relaxed);
                 warn!("rejected received snapshot {transfer}: {e}; the primary will send it again");
                 let _ = std::fs::remove_file(&inc.path);
+                *self.state.lock() = State::Idle;
             }
         }
         result
     }
+
+    /// openraft has installed (or declined) the finished snapshot at `path`: forget it. A file
+    /// openraft did not take is deleted; so is a verified state it did not install.
+    pub fn done(&self, path: &std::path::Path, sm: &StateMachine) {
+        sm.clear_preload();
+        if path.exists() {
+            let _ = std::fs::remove_file(path);
+        }
+        *self.state.lock() = State::Idle;
+    }
 }
+
+/// Largest snapshot a replica accepts.
+pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 40;

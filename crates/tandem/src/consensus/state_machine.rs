@@ -59,7 +59,7 @@ pub struct SmShared {
     pub stats: SnapshotStats,
     /// A received snapshot already loaded and verified (path, state), so installing it does not
     /// read it again.
-    preloaded: Mutex<Option<(PathBuf, SmState)>>,
+    preloaded: Mutex<Option<(PathBuf, SnapshotMeta, SmState)>>,
 }
 
 #[derive(Clone)]
@@ -238,8 +238,13 @@ impl StateMachine {
     }
 
     /// Keeps a received, verified snapshot's state for the `install_snapshot` that follows.
-    pub fn preload(&self, path: PathBuf, state: SmState) {
-        *self.shared.preloaded.lock() = Some((path, state));
+    pub fn preload(&self, path: PathBuf, meta: SnapshotMeta, state: SmState) {
+        *self.shared.preloaded.lock() = Some((path, meta, state));
+    }
+
+    /// Drops a preloaded state that was not installed.
+    pub fn clear_preload(&self) {
+        self.shared.preloaded.lock().take();
     }
 
     /// Last log index covered by the newest snapshot.
@@ -429,12 +434,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let preloaded = {
             let mut slot = self.shared.preloaded.lock();
             match slot.take() {
-                Some((path, state)) if path == snapshot.path => Some(state),
+                Some((path, file_meta, state))
+                    if path == snapshot.path && file_meta.last_log_id == meta.last_log_id =>
+                {
+                    Some((state, file_meta))
+                }
                 _ => None,
             }
         };
         let (state, file_meta) = match preloaded {
-            Some(state) => (state, meta.clone()),
+            Some(loaded) => loaded,
             None => {
                 let (state, file_meta, _) =
                     load_snapshot_file(&snapshot.path, false).map_err(io_err)?;

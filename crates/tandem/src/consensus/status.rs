@@ -125,6 +125,34 @@ impl ReplicationStatus {
 }
 
 impl Node {
+    /// On the primary: (replicas holding `index` durably, replicas). None on any other node.
+    /// Cheap: reads only the replication progress, for WAIT and durability `all`.
+    pub fn replicas_holding(&self, index: u64) -> Option<(usize, usize)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.state != ServerState::Leader {
+            return None;
+        }
+        let me = self.config.node_id;
+        let mut have = 0;
+        let mut total = 0;
+        for (id, _) in m.membership_config.membership().nodes() {
+            if *id == me {
+                continue;
+            }
+            total += 1;
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned())
+                .flatten();
+            if matched.is_some_and(|l| l.index() >= index) {
+                have += 1;
+            }
+        }
+        Some((have, total))
+    }
+
     pub fn status(&self) -> ReplicationStatus {
         // Clone out of the watch: never hold its borrow longer than this (DESIGN.md, traps).
         let m = self.raft.metrics().borrow_watched().clone();

@@ -9,7 +9,7 @@ use tandem_core::Frame;
 use super::connection::Conn;
 use crate::config::Durability;
 use crate::consensus::messages::AdminOp;
-use crate::consensus::status::{ReplicationStatus, Role};
+use crate::consensus::status::Role;
 use crate::consensus::Node;
 
 /// Longest WAITPOS timeout a client may ask for.
@@ -44,19 +44,6 @@ async fn poll_until(deadline: Option<Instant>, mut done: impl FnMut() -> bool) -
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(1));
     }
-}
-
-/// Replicas (every member but the primary) that hold `index` durably, as the primary sees them.
-pub fn replicas_at(status: &ReplicationStatus, index: u64) -> (usize, usize) {
-    let mut have = 0;
-    let mut total = 0;
-    for m in status.replicas() {
-        total += 1;
-        if m.matched_index.is_some_and(|x| x >= index) {
-            have += 1;
-        }
-    }
-    (have, total)
 }
 
 /// The reads-on-a-replica rule: serve only while the data is fresh enough. Ok on the primary
@@ -154,11 +141,22 @@ pub async fn wait(conn: &Conn, args: &[Bytes]) -> Frame {
     let target = conn.last_write_index;
     let deadline = (timeout > 0).then(|| Instant::now() + Duration::from_millis(timeout as u64));
     let mut count = 0usize;
-    poll_until(deadline, || {
-        count = replicas_at(&node.status(), target).0;
-        count as i64 >= n
+    let mut deposed = false;
+    poll_until(deadline, || match node.replicas_holding(target) {
+        Some((have, _)) => {
+            count = have;
+            count as i64 >= n
+        }
+        // No longer the primary (or never formed): nothing more will be counted here.
+        None => {
+            deposed = !node.is_unformed_standalone();
+            true
+        }
     })
     .await;
+    if deposed {
+        return Frame::error("UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)");
+    }
     Frame::Integer(count as i64)
 }
 
@@ -173,8 +171,13 @@ pub async fn wait_durable_everywhere(conn: &Conn, index: u64) -> Result<(), Fram
     let timeout = conn.shared.config.write_timeout;
     let mut seen = (0, 0);
     let ok = poll_until(Some(Instant::now() + timeout), || {
-        seen = replicas_at(&node.status(), index);
-        seen.0 == seen.1
+        match node.replicas_holding(index) {
+            Some(s) => {
+                seen = s;
+                s.0 == s.1
+            }
+            None => false,
+        }
     })
     .await;
     if ok {
