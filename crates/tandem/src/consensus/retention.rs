@@ -19,9 +19,9 @@ use super::node::{Node, Retention};
 
 const TICK: Duration = Duration::from_secs(1);
 
-/// Samples kept (one per tick): bounds the age retention that can be honoured exactly; older
-/// entries are judged by the oldest sample, which only keeps more.
-const SAMPLES_MAX: usize = 24 * 3600;
+/// Samples kept. Beyond it the samples are thinned (every other one after the oldest dropped),
+/// never the oldest: the age and byte bounds stay decidable, only coarser.
+const SAMPLES_MAX: usize = 4096;
 
 #[derive(Clone, Copy, Debug)]
 struct Sample {
@@ -58,6 +58,18 @@ fn purge_upto(
     (upto > 0).then_some(upto)
 }
 
+/// Halves the samples, keeping the oldest and the newest: a coarser timeline over the same span.
+fn thin(samples: &mut VecDeque<Sample>) {
+    let last = samples.len() - 1;
+    let kept: VecDeque<Sample> = samples
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || *i == last || i % 2 == 0)
+        .map(|(_, s)| *s)
+        .collect();
+    *samples = kept;
+}
+
 pub async fn run(node: Arc<Node>) {
     let retention = node.config.retention;
     let mut samples: VecDeque<Sample> = VecDeque::new();
@@ -79,7 +91,7 @@ pub async fn run(node: Arc<Node>) {
             written_bytes: written,
         });
         if samples.len() > SAMPLES_MAX {
-            samples.pop_front();
+            thin(&mut samples);
         }
         if let Some(upto) = purge_upto(&retention, &samples, now, snapshot, last, written) {
             if Some(upto) > purged && Some(upto) > last_purge {
@@ -105,6 +117,29 @@ mod tests {
             bytes,
             age: Duration::from_millis(age_ms),
         }
+    }
+
+    #[test]
+    fn thinning_keeps_the_oldest_sample_so_old_entries_stay_purgeable() {
+        let t0 = Instant::now();
+        let mut samples: VecDeque<Sample> = (0..=SAMPLES_MAX as u64)
+            .map(|i| Sample {
+                at: t0 + Duration::from_secs(i),
+                last_index: i * 10,
+                written_bytes: i * 100,
+            })
+            .collect();
+        thin(&mut samples);
+        assert!(samples.len() <= SAMPLES_MAX / 2 + 2);
+        assert_eq!(samples.front().unwrap().last_index, 0);
+        assert_eq!(samples.back().unwrap().last_index, SAMPLES_MAX as u64 * 10);
+        let now = t0 + Duration::from_secs(SAMPLES_MAX as u64 + 1);
+        // Age bound of SAMPLES_MAX - 10 s: samples 0..=11 are old enough; of those, thinning kept
+        // the even ones, so the newest old-enough sample is #10 (last index 100).
+        let age_ms = (SAMPLES_MAX as u64 - 10) * 1000;
+        let written = SAMPLES_MAX as u64 * 100;
+        let upto = purge_upto(&r(0, 0, age_ms), &samples, now, u64::MAX, u64::MAX, written);
+        assert_eq!(upto, Some(100));
     }
 
     #[test]

@@ -193,6 +193,24 @@ impl PeerService {
                 meta,
                 transfer,
             } => {
+                // openraft panics on a snapshot no protocol-following leader can send; refuse
+                // such input here instead (a peer passed the cluster-secret check, but its
+                // bytes are still input).
+                if let Some(last) = meta.last_log_id {
+                    if last.committed_leader_id() > vote.leader_id() {
+                        return Err(format!(
+                            "snapshot last log id {last} is beyond its sender's vote {vote}"
+                        ));
+                    }
+                    let committed = raft.metrics().borrow_watched().local_committed;
+                    if let Some(c) = committed {
+                        if last > c && last.index() <= c.index() {
+                            return Err(format!(
+                                "snapshot last log id {last} contradicts the locally committed {c}"
+                            ));
+                        }
+                    }
+                }
                 let n = node.clone();
                 let this_meta = meta.clone();
                 let path = tokio::task::spawn_blocking(move || {

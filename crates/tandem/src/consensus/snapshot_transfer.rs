@@ -282,6 +282,17 @@ impl Receiver {
                 offer.size_bytes
             ));
         }
+        if let Some(free) = free_bytes(&self.dir) {
+            // The log shares the disk: never let a snapshot take the room its appends need.
+            if offer.size_bytes.saturating_add(DISK_HEADROOM_BYTES) > free {
+                return Err(format!(
+                    "not enough disk space for a snapshot of {} bytes in {} ({free} bytes free, {} kept for the log)",
+                    offer.size_bytes,
+                    self.dir.display(),
+                    DISK_HEADROOM_BYTES
+                ));
+            }
+        }
         let mut st = self.state.lock();
         match &*st {
             State::Finishing(t) => {
@@ -449,3 +460,16 @@ impl Receiver {
 
 /// Largest snapshot a replica accepts.
 pub const SNAPSHOT_BYTES_MAX: u64 = 1 << 40;
+
+/// Disk space a received snapshot must leave free (for the log).
+pub const DISK_HEADROOM_BYTES: u64 = 256 << 20;
+
+/// Bytes available to this process on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs writes only into `st`, which lives for the call; `path` is NUL-terminated.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
