@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::async_runtime::watch::WatchReceiver;
 use tandem_log::LogStats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -330,15 +329,7 @@ fn route(request: &Request, node: &Node, default_max_lag_ms: u64) -> Response {
 
 /// Whether the consensus core is running, else why not.
 fn core_running(node: &Node) -> Result<(), String> {
-    // Clone out of the watch at once: never hold its borrow (DESIGN.md, traps).
-    let state = node.raft.metrics().borrow_watched().running_state.clone();
-    if let Err(fatal) = state {
-        return Err(format!("consensus core stopped: {fatal}"));
-    }
-    if let Some(why) = node.fatal.lock().clone() {
-        return Err(why);
-    }
-    Ok(())
+    node.core_running()
 }
 
 /// `/health` from whether the core runs.

@@ -526,6 +526,19 @@ impl Node {
         }
     }
 
+    /// Whether the consensus core is running, else why not (for `/health`).
+    pub fn core_running(&self) -> Result<(), String> {
+        // Clone out of the watch at once: never hold its borrow (DESIGN.md, traps).
+        let state = self.raft.metrics().borrow_watched().running_state.clone();
+        if let Err(fatal) = state {
+            return Err(format!("consensus core stopped: {fatal}"));
+        }
+        if let Some(why) = self.fatal.lock().clone() {
+            return Err(why);
+        }
+        Ok(())
+    }
+
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             warn!("raft shutdown: {e}");
