@@ -524,11 +524,18 @@ fn run_crash_test(name: &str, config: CycleConfig) {
     let snaps = files_with_ext(&data.join("snapshots"), "snap").len();
     phase(format!("done: {cycles} cycles, {total_acked} writes acknowledged, {snaps} snapshots on disk, {algorithm_checks} digests checked"));
     assert!(total_acked > 0, "no write was ever acknowledged");
-    // Each write above is its own log entry (no client pipelines), so more acknowledged writes
-    // than --snapshot-entries means a snapshot was due.
+    // Concurrent clients' writes share log entries (the combiner), so count entries, not
+    // writes: a log longer than --snapshot-entries means a snapshot was due.
+    let info = server.conn().cmd(&["INFO", "replication"]);
+    let info = String::from_utf8_lossy(info.as_bulk().unwrap_or_default()).into_owned();
+    let last_index: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("tandem_last_log_index:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("INFO replication has tandem_last_log_index");
     assert!(
-        total_acked < WARMUP_WRITES || snaps > 0,
-        "{total_acked} writes with --snapshot-entries {SNAPSHOT_ENTRIES} but no snapshot in {}",
+        last_index < SNAPSHOT_ENTRIES + 10 || snaps > 0,
+        "{last_index} log entries with --snapshot-entries {SNAPSHOT_ENTRIES} but no snapshot in {}",
         data.join("snapshots").display()
     );
     server.stop();

@@ -57,6 +57,11 @@ pub struct TransportConfig {
     /// Most times one call is sent, across reconnections: a call whose connection drops is
     /// re-sent on a new one until it has been sent this many times. Default 3.
     pub call_attempts_max: u32,
+    /// A call whose deadline passes without a single frame arriving on its connection closes
+    /// that connection as presumed dead — but only if the deadline was at least this long:
+    /// short calls (heartbeats) time out on a merely busy peer, and closing the connection would
+    /// interrupt every other call on it. Default 1 s.
+    pub presume_dead_after: Duration,
     /// Most calls in flight on one connection, on each side: further calls wait for a slot
     /// (client), and the server stops reading requests until a handler finishes. Default 1024.
     pub in_flight_max: usize,
@@ -73,6 +78,7 @@ impl TransportConfig {
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
             call_attempts_max: 3,
+            presume_dead_after: Duration::from_secs(1),
             in_flight_max: 1024,
         }
     }
@@ -130,6 +136,7 @@ impl fmt::Debug for TransportConfig {
             .field("backoff_min", &self.backoff_min)
             .field("backoff_max", &self.backoff_max)
             .field("call_attempts_max", &self.call_attempts_max)
+            .field("presume_dead_after", &self.presume_dead_after)
             .field("in_flight_max", &self.in_flight_max)
             .finish()
     }

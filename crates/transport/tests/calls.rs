@@ -122,7 +122,13 @@ async fn a_handler_that_never_answers_times_out_at_the_deadline() {
         })
     });
     let server = Server::start(config(), handler).await;
-    let (peer, stats) = peer(server.addr, config());
+    let (peer, stats) = peer(
+        server.addr,
+        TransportConfig {
+            presume_dead_after: Duration::from_millis(200),
+            ..config()
+        },
+    );
     // Connect first, so that the deadline below only covers the call itself.
     peer.call(Bytes::from_static(b"ping"), DEADLINE)
         .await
@@ -146,6 +152,23 @@ async fn a_handler_that_never_answers_times_out_at_the_deadline() {
     // Nothing at all came back during the deadline: the connection is presumed dead and
     // closed, so that the next call reconnects rather than waiting on it.
     assert!(!peer.is_connected());
+
+    // A call whose deadline is shorter than `presume_dead_after` (a heartbeat to a busy peer)
+    // times out without closing the connection the other calls share.
+    let (patient, _) = self::peer(server.addr, config());
+    patient
+        .call(Bytes::from_static(b"ping"), DEADLINE)
+        .await
+        .unwrap();
+    let err = patient
+        .call(Bytes::from_static(b"hang"), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(err, CallError::Timeout);
+    assert!(
+        patient.is_connected(),
+        "a short call's timeout closed the connection"
+    );
 }
 
 #[tokio::test]

@@ -313,7 +313,13 @@ impl PeerClient {
         request: &Request,
         option: &RPCOption,
     ) -> Result<Response, RPCError<TypeConfig>> {
-        let deadline = option.soft_ttl().min(self.ctx.rpc_timeout);
+        let deadline = match request {
+            // openraft gives appends the heartbeat interval (soft TTL 75 ms by default): an
+            // fsync on a busy follower takes longer, and a timed-out append stalls replication
+            // behind a backoff. Heartbeats are cut off by openraft itself anyway.
+            Request::Append { .. } => option.soft_ttl().max(self.ctx.rpc_timeout),
+            _ => option.soft_ttl().min(self.ctx.rpc_timeout),
+        };
         let opts = CallOptions {
             corrupt_first_send: Faults::take(&self.ctx.faults.corrupt_requests),
         };

@@ -6,9 +6,10 @@
 //! `snapshot_chunk_bytes`, paced to `snapshot_bytes_per_sec_max` → done. A dropped connection
 //! fails the call; openraft calls again later, and the offer resumes where the receiver is.
 //!
-//! Receiver: appends chunks to `snapshots/incoming.part`; at "done" it checks every block CRC,
-//! the whole-file digest and every value's digest, and only then hands the file to openraft,
-//! which swaps the keyspace. Until then the replica keeps serving its old data (under the lag
+//! Receiver: writes chunks to `snapshots/incoming-<transfer>.part` and, at the same time, feeds
+//! them to a loader thread that checks every block CRC, the whole-file digest and every value's
+//! digest while building the new keyspace (so receiving and loading overlap); at "done" it waits
+//! for the loader and only then hands the file and its state to openraft, which swaps them in. Until then the replica keeps serving its old data (under the lag
 //! rule). Each chunk travels in a transport frame with its own CRC32C: a corrupted chunk is
 //! dropped by the transport and sent again, never written.
 
@@ -221,6 +222,62 @@ struct Incoming {
     len: u64,
     size: u64,
     last_report: Instant,
+    /// Chunks for the loader thread, in order; None once it stopped taking them (then the file
+    /// is loaded from disk at the end instead).
+    feed: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
+    loader: Option<std::thread::JoinHandle<Result<Loaded, String>>>,
+}
+
+type Loaded = (super::state_machine::SmState, SnapshotMeta, usize);
+
+/// Chunks queued for the loader thread at most (each up to `--snapshot-chunk-bytes`).
+const LOADER_QUEUE_CHUNKS: usize = 32;
+
+/// The chunks of a snapshot as one byte stream, for the loader thread; ends when the receiver
+/// drops its sender.
+struct ChunkStream {
+    rx: std::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for ChunkStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.current = b,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
+    }
+}
+
+/// Starts a thread that loads and verifies a snapshot of `size` bytes from the chunks sent to
+/// the returned sender.
+fn start_loader(
+    size: u64,
+    label: PathBuf,
+) -> (
+    std::sync::mpsc::SyncSender<bytes::Bytes>,
+    Option<std::thread::JoinHandle<Result<Loaded, String>>>,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(LOADER_QUEUE_CHUNKS);
+    let loader = std::thread::Builder::new()
+        .name("snapshot-loader".into())
+        .spawn(move || {
+            let stream = ChunkStream {
+                rx,
+                current: bytes::Bytes::new(),
+            };
+            let reader = tandem_snapshot::SnapshotReader::from_source(stream, size, &label)
+                .map_err(|e| e.to_string())?;
+            super::state_machine::load_snapshot(reader, &label, false)
+        })
+        .ok();
+    (tx, loader)
 }
 
 /// What the receiver is doing.
@@ -327,6 +384,7 @@ impl Receiver {
             offer.size_bytes,
             offer.meta.last_log_id.map(|l| l.index())
         );
+        let (feed, loader) = start_loader(offer.size_bytes, path.clone());
         *st = State::Receiving(Incoming {
             transfer: offer.transfer.clone(),
             path,
@@ -334,6 +392,8 @@ impl Receiver {
             len: 0,
             size: offer.size_bytes,
             last_report: Instant::now(),
+            feed: loader.as_ref().map(|_| feed),
+            loader,
         });
         let p = &self.progress;
         p.in_progress.store(true, Ordering::Relaxed);
@@ -372,6 +432,12 @@ impl Receiver {
             .write_all_at(data, offset)
             .map_err(|e| format!("cannot write {}: {e}", inc.path.display()))?;
         inc.len += data.len() as u64;
+        if let Some(feed) = &inc.feed {
+            if feed.send(bytes::Bytes::copy_from_slice(data)).is_err() {
+                // The loader stopped (it found a fault, or failed): load from the file at the end.
+                inc.feed = None;
+            }
+        }
         self.progress.bytes.store(inc.len, Ordering::Relaxed);
         self.progress
             .bytes_since_start
@@ -399,7 +465,7 @@ impl Receiver {
         meta: &SnapshotMeta,
         sm: &StateMachine,
     ) -> Result<PathBuf, String> {
-        let inc = {
+        let mut inc = {
             let mut st = self.state.lock();
             match std::mem::replace(&mut *st, State::Finishing(transfer.to_string())) {
                 State::Receiving(i) if i.transfer == transfer => i,
@@ -420,7 +486,14 @@ impl Receiver {
             inc.file
                 .sync_all()
                 .map_err(|e| format!("cannot sync {}: {e}", inc.path.display()))?;
-            let (state, file_meta, _) = load_snapshot_file(&inc.path, false)?;
+            // The loader has seen every byte if it took every chunk: ending its stream lets it
+            // finish (trailer, whole-file digest). Otherwise load from the file.
+            let fed_all = inc.feed.take().is_some();
+            let streamed = inc.loader.take().and_then(|h| h.join().ok());
+            let (state, file_meta, _) = match streamed {
+                Some(loaded) if fed_all => loaded?,
+                _ => load_snapshot_file(&inc.path, false)?,
+            };
             if file_meta.last_log_id != meta.last_log_id
                 || file_meta.last_membership != meta.last_membership
             {

@@ -89,7 +89,17 @@ pub fn load_snapshot_file(
     path: &Path,
     keep_corrupt: bool,
 ) -> Result<(SmState, SnapshotMeta, usize), String> {
-    let mut reader = tandem_snapshot::SnapshotReader::open(path).map_err(|e| e.to_string())?;
+    let reader = tandem_snapshot::SnapshotReader::open(path).map_err(|e| e.to_string())?;
+    load_snapshot(reader, path, keep_corrupt)
+}
+
+/// [`load_snapshot_file`] from any reader (a snapshot arriving over the network is loaded while
+/// it arrives); `path` names it in errors.
+pub fn load_snapshot<R: std::io::Read>(
+    mut reader: tandem_snapshot::SnapshotReader<R>,
+    path: &Path,
+    keep_corrupt: bool,
+) -> Result<(SmState, SnapshotMeta, usize), String> {
     let meta: SnapshotMeta = postcard::from_bytes(reader.meta())
         .map_err(|e| format!("{}: snapshot meta is unreadable: {e}", path.display()))?;
     let mut state = SmState {

@@ -399,7 +399,10 @@ impl Peer {
             // TCP alone may take many minutes to notice a peer that vanished without a reset:
             // a connection that brought nothing at all during a whole call deadline is
             // presumed dead, so that the next call reconnects instead of timing out too.
-            if progress.frames_at_send == Some(conn.frames_received()) && conn.is_open() {
+            if deadline >= self.inner.config.presume_dead_after
+                && progress.frames_at_send == Some(conn.frames_received())
+                && conn.is_open()
+            {
                 let reason = format!(
                     "nothing received for a whole call deadline ({deadline:?}): connection presumed dead"
                 );
