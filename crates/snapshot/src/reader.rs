@@ -382,7 +382,16 @@ impl<R: Read> SnapshotReader<R> {
         if available < needed {
             return Err(self.truncated(part, offset, needed));
         }
-        let mut payload = vec![0u8; len];
+        // Reuse the previous block's buffer when no record still points into it: a fresh
+        // megabyte per block costs the kernel a page fault and a zeroing per page.
+        let mut payload = match std::mem::take(&mut self.block).try_into_mut() {
+            Ok(mut reused) => {
+                reused.clear();
+                reused.resize(len, 0);
+                reused
+            }
+            Err(_) => bytes::BytesMut::zeroed(len),
+        };
         self.read_exact(&mut payload, part, offset, needed)?;
         let computed = block_crc(&len_bytes, &payload);
         if stored != computed {
@@ -396,7 +405,7 @@ impl<R: Read> SnapshotReader<R> {
         }
         self.hasher.update(head);
         self.hasher.update(&payload);
-        self.block = Bytes::from(payload);
+        self.block = payload.freeze();
         self.cursor = 0;
         self.block_index = index;
         self.block_offset = offset;

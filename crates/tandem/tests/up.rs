@@ -64,7 +64,17 @@ fn tandem_up_starts_a_cluster_that_serves_and_stops_it_on_ctrl_c() {
     let mut primary = Conn::connect(base).unwrap();
     assert!(primary.cmd(&["SET", "k", "v"]).is_ok());
     assert_eq!(primary.cmd(&["WAIT", "1", "10000"]), Frame::Integer(1));
+    // WAIT says the replica holds the write durably; it applies it once it learns it is
+    // committed: WAITPOS makes the read see it.
+    let pos = primary.cmd(&["POSITION"]).as_int().unwrap();
     let mut replica = Conn::connect(base + 1).unwrap();
+    assert!(
+        replica
+            .cmd(&["WAITPOS", &pos.to_string(), "10000"])
+            .as_int()
+            .unwrap()
+            >= pos
+    );
     assert_eq!(replica.cmd(&["GET", "k"]), Frame::bulk("v"));
 
     // SAFETY: kill(2) on our own child's pid.
