@@ -178,6 +178,9 @@ fn three_voters_and_two_read_replicas_keep_the_replication_contract() {
         4,
         "every replica holds it when it is acknowledged"
     );
+    // Held durably is not yet applied: WAITPOS makes the read see it.
+    let pos = int(&all.cmd(&["POSITION"]));
+    assert!(int(&lagging.cmd(&["WAITPOS", &pos.to_string(), "10000"])) >= pos);
     assert_eq!(
         lagging.cmd(&["GET", "durable-everywhere"]),
         Frame::bulk("1")
