@@ -182,7 +182,7 @@ impl PeerService {
                 // File IO off the runtime threads: heartbeats must not wait behind it.
                 let n = node.clone();
                 let next = tokio::task::spawn_blocking(move || {
-                    n.service.receiver.chunk(&transfer, offset, &data)
+                    n.service.receiver.chunk(&transfer, offset, data)
                 })
                 .await
                 .map_err(|e| e.to_string())??;

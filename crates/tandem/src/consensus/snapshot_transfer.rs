@@ -103,7 +103,7 @@ pub async fn send(
     let first_offset = offset;
     let mut last_report = Instant::now();
     let rate = ctx.snapshot_bytes_per_sec_max.max(1);
-    let mut buf = vec![0u8; ctx.snapshot_chunk_bytes.max(1)];
+    let chunk_bytes = ctx.snapshot_chunk_bytes.max(1);
     let mut chunks_sent: u32 = 0;
     while offset < size {
         let interrupt = ctx
@@ -137,13 +137,26 @@ pub async fn send(
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        let n = (size - offset).min(buf.len() as u64) as usize;
+        let n = (size - offset).min(chunk_bytes as u64) as usize;
         file.seek(SeekFrom::Start(offset)).map_err(io_error)?;
-        file.read_exact(&mut buf[..n]).map_err(io_error)?;
+        let mut data = Vec::with_capacity(n);
+        (&mut file)
+            .take(n as u64)
+            .read_to_end(&mut data)
+            .map_err(io_error)?;
+        if data.len() != n {
+            return Err(io_error(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "snapshot file ended at {} bytes, expected {size}",
+                    offset + data.len() as u64
+                ),
+            )));
+        }
         let chunk = Request::SnapshotChunk {
             transfer: transfer.clone(),
             offset,
-            data: bytes::Bytes::copy_from_slice(&buf[..n]),
+            data: bytes::Bytes::from(data),
         };
         let opts = CallOptions {
             corrupt_first_send: ctx.faults.take_snapshot_chunk(),
@@ -405,7 +418,7 @@ impl Receiver {
     }
 
     /// A chunk; answers with the offset the sender should send next.
-    pub fn chunk(&self, transfer: &str, offset: u64, data: &[u8]) -> Result<u64, String> {
+    pub fn chunk(&self, transfer: &str, offset: u64, data: bytes::Bytes) -> Result<u64, String> {
         use std::os::unix::fs::FileExt;
         let mut st = self.state.lock();
         let inc = match &mut *st {
@@ -429,11 +442,12 @@ impl Receiver {
         }
         // At its offset, not at the file cursor: a failed write must not shift later chunks.
         inc.file
-            .write_all_at(data, offset)
+            .write_all_at(&data, offset)
             .map_err(|e| format!("cannot write {}: {e}", inc.path.display()))?;
         inc.len += data.len() as u64;
+        let n = data.len() as u64;
         if let Some(feed) = &inc.feed {
-            if feed.send(bytes::Bytes::copy_from_slice(data)).is_err() {
+            if feed.send(data).is_err() {
                 // The loader stopped (it found a fault, or failed): load from the file at the end.
                 inc.feed = None;
             }
@@ -441,7 +455,7 @@ impl Receiver {
         self.progress.bytes.store(inc.len, Ordering::Relaxed);
         self.progress
             .bytes_since_start
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+            .fetch_add(n, Ordering::Relaxed);
         if inc.last_report.elapsed() >= Duration::from_secs(1) {
             inc.last_report = Instant::now();
             info!(
