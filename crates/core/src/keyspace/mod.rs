@@ -41,7 +41,7 @@ use crate::commands::{digest, keys, strings, ReadCmd, WriteCmd};
 pub(crate) use entry::Entry;
 pub use entry::NO_EXPIRY;
 pub use integrity::{escape_key, IntegrityStats, KEY_DISPLAY_MAX_BYTES};
-pub use record::{LoadError, RECORD_VERSION};
+pub use record::{BulkLoad, LoadError, RECORD_VERSION};
 pub use scan::{ScanPage, RANDOM_KEY_PROBE_MAX};
 pub use store::key_hash;
 

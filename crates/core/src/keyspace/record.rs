@@ -82,6 +82,16 @@ impl Keyspace {
         Ok(intact)
     }
 
+    /// Starts loading many records into this keyspace at once (a snapshot): like
+    /// [`Keyspace::load_record`] record by record, with the key order built once at the end,
+    /// when the returned loader is dropped.
+    pub fn bulk_load(&mut self) -> BulkLoad<'_> {
+        BulkLoad {
+            ks: self,
+            pending: Vec::new(),
+        }
+    }
+
     fn insert_loaded(&mut self, entry: Entry) -> Result<(), LoadError> {
         if self.store.get(entry.key()).is_some() {
             return Err(LoadError::DuplicateKey {
@@ -90,6 +100,48 @@ impl Keyspace {
         }
         self.store.insert(entry);
         Ok(())
+    }
+}
+
+/// Loads records into a keyspace; the keys join the key order when it is dropped. See
+/// [`Keyspace::bulk_load`].
+pub struct BulkLoad<'a> {
+    ks: &'a mut Keyspace,
+    pending: Vec<u64>,
+}
+
+impl BulkLoad<'_> {
+    /// [`Keyspace::load_record`], deferred ordering.
+    pub fn load(&mut self, record: &[u8]) -> Result<(), LoadError> {
+        let entry = decode(record, true)?;
+        self.insert(entry)
+    }
+
+    /// [`Keyspace::load_record_keeping_corrupt`], deferred ordering.
+    pub fn load_keeping_corrupt(&mut self, record: &[u8]) -> Result<bool, LoadError> {
+        let entry = decode(record, false)?;
+        let intact = entry.verified_value().is_some();
+        self.insert(entry)?;
+        Ok(intact)
+    }
+
+    fn insert(&mut self, entry: Entry) -> Result<(), LoadError> {
+        if self.ks.store.get(entry.key()).is_some() {
+            return Err(LoadError::DuplicateKey {
+                key: escape_key(entry.key()),
+            });
+        }
+        let hash = self.ks.store.insert_unordered(entry);
+        self.pending.push(hash);
+        Ok(())
+    }
+}
+
+impl Drop for BulkLoad<'_> {
+    fn drop(&mut self) {
+        self.ks
+            .store
+            .add_to_order(std::mem::take(&mut self.pending));
     }
 }
 

@@ -159,6 +159,35 @@ impl Store {
         old
     }
 
+    /// Adds an entry whose key is known to be absent, leaving its place in the key order to
+    /// [`Store::add_to_order`] (a bulk load orders all keys at once). Returns the key hash.
+    pub(crate) fn insert_unordered(&mut self, entry: Entry) -> u64 {
+        if !self.diverged.is_empty() {
+            self.diverged.remove(entry.key());
+        }
+        let hash = key_hash(entry.key());
+        if entry.has_expiry() {
+            self.expiry.insert(entry.expire_at_ms(), hash);
+            self.expires_len += 1;
+        }
+        self.heap_bytes += entry.heap_bytes();
+        self.table
+            .insert_unique(table_hash(hash as u32), entry, rehash);
+        hash
+    }
+
+    /// Puts the hashes of keys added by [`Store::insert_unordered`] in the key order. Building
+    /// the ordered set from sorted hashes at once is far cheaper than a million inserts.
+    pub(crate) fn add_to_order(&mut self, mut hashes: Vec<u64>) {
+        hashes.sort_unstable();
+        hashes.dedup();
+        if self.order.is_empty() {
+            self.order = hashes.into_iter().collect();
+        } else {
+            self.order.extend(hashes);
+        }
+    }
+
     /// Removes `key` (it is no longer diverged); returns its entry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         if !self.diverged.is_empty() {

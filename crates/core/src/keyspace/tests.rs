@@ -543,3 +543,67 @@ fn the_primary_can_refuse_writes_that_would_read_corrupt_bytes() {
         "a pre-check changes nothing"
     );
 }
+
+/// A bulk load (the key order built once at the end) ends in exactly the keyspace a
+/// record-by-record load builds: same records in the same (hash) order, same counts, same SCAN
+/// pages, expiries honoured; and it refuses duplicates the same way.
+#[test]
+fn a_bulk_load_equals_a_record_by_record_load() {
+    let mut h = Harness::new();
+    for i in 0..500 {
+        h.run(&["SET", &format!("k{i}"), &format!("v{i}")]);
+    }
+    h.run(&["SET", "ttl", "v", "PX", "1000"]);
+    let mut records = Vec::new();
+    h.ks.for_each_record(|r| records.push(r.to_vec()));
+
+    let mut one_by_one = Keyspace::new();
+    for r in &records {
+        one_by_one.load_record(r).unwrap();
+    }
+    let mut bulk_ks = Keyspace::new();
+    {
+        let mut loader = bulk_ks.bulk_load();
+        for r in &records {
+            loader.load(r).unwrap();
+        }
+        let err = loader.load(&records[0]).unwrap_err();
+        assert!(matches!(err, LoadError::DuplicateKey { .. }), "{err:?}");
+    }
+    let dump = |ks: &Keyspace| {
+        let mut v = Vec::new();
+        ks.for_each_record(|r| v.push(r.to_vec()));
+        v
+    };
+    assert_eq!(
+        dump(&bulk_ks),
+        dump(&one_by_one),
+        "same records in the same order"
+    );
+    assert_eq!(
+        (bulk_ks.len(), bulk_ks.expires_len()),
+        (one_by_one.len(), one_by_one.expires_len())
+    );
+    let now = h.now_ms;
+    let mut hb = Harness {
+        ks: bulk_ks,
+        now_ms: now,
+        algorithm: Algorithm::Sha256,
+    };
+    let mut h1 = Harness {
+        ks: one_by_one,
+        now_ms: now,
+        algorithm: Algorithm::Sha256,
+    };
+    for cursor in ["0", "17", "123456789"] {
+        assert_eq!(
+            hb.run(&["SCAN", cursor, "COUNT", "37"]),
+            h1.run(&["SCAN", cursor, "COUNT", "37"]),
+            "SCAN {cursor}"
+        );
+    }
+    assert_eq!(hb.run(&["DBSIZE"]), int(501));
+    assert_eq!(hb.run(&["GET", "k499"]), bulk("v499"));
+    hb.now_ms = now + 1000;
+    assert_eq!(hb.run(&["GET", "ttl"]), nil());
+}

@@ -108,21 +108,20 @@ pub fn load_snapshot<R: std::io::Read>(
         membership: meta.last_membership.clone(),
     };
     let mut corrupt = 0;
+    let mut loader = state.keyspace.bulk_load();
     while let Some(record) = reader.next_record().map_err(|e| e.to_string())? {
         let loaded = if keep_corrupt {
-            state
-                .keyspace
-                .load_record_keeping_corrupt(&record)
-                .map(|intact| {
-                    if !intact {
-                        corrupt += 1;
-                    }
-                })
+            loader.load_keeping_corrupt(&record).map(|intact| {
+                if !intact {
+                    corrupt += 1;
+                }
+            })
         } else {
-            state.keyspace.load_record(&record)
+            loader.load(&record)
         };
         loaded.map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    drop(loader);
     Ok((state, meta, corrupt))
 }
 
