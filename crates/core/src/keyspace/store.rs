@@ -135,15 +135,7 @@ impl Store {
     /// Inserts or replaces the entry for its key (a full overwrite: the key is no longer
     /// diverged); returns the previous entry.
     pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
-        if !self.diverged.is_empty() {
-            self.diverged.remove(entry.key());
-        }
-        let hash = key_hash(entry.key());
-        if entry.has_expiry() {
-            self.expiry.insert(entry.expire_at_ms(), hash);
-            self.expires_len += 1;
-        }
-        self.heap_bytes += entry.heap_bytes();
+        let hash = self.account(&entry);
         let old = match self.get_mut(entry.key()) {
             Some(e) => Some(std::mem::replace(e, entry)),
             None => {
@@ -162,6 +154,15 @@ impl Store {
     /// Adds an entry whose key is known to be absent, leaving its place in the key order to
     /// [`Store::add_to_order`] (a bulk load orders all keys at once). Returns the key hash.
     pub(crate) fn insert_unordered(&mut self, entry: Entry) -> u64 {
+        let hash = self.account(&entry);
+        self.table
+            .insert_unique(table_hash(hash as u32), entry, rehash);
+        hash
+    }
+
+    /// The bookkeeping of an entry about to be stored (it is no longer diverged; its deadline
+    /// and heap bytes are counted); returns its key hash.
+    fn account(&mut self, entry: &Entry) -> u64 {
         if !self.diverged.is_empty() {
             self.diverged.remove(entry.key());
         }
@@ -171,8 +172,6 @@ impl Store {
             self.expires_len += 1;
         }
         self.heap_bytes += entry.heap_bytes();
-        self.table
-            .insert_unique(table_hash(hash as u32), entry, rehash);
         hash
     }
 
