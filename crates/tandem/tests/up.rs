@@ -30,7 +30,7 @@ fn tandem_up_starts_a_cluster_that_serves_and_stops_it_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_base_port();
     let out = dir.path().join("up.log");
-    let mut child = Command::new(TANDEM_BIN)
+    let child = Command::new(TANDEM_BIN)
         .args([
             "up",
             "--voters",
@@ -49,6 +49,18 @@ fn tandem_up_starts_a_cluster_that_serves_and_stops_it_on_ctrl_c() {
         ))
         .spawn()
         .unwrap();
+    // If an assertion fails before the Ctrl-C below, `tandem up` must not outlive the test (its
+    // nodes die with it).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let mut child = KillOnDrop(child);
     let text = || std::fs::read_to_string(&out).unwrap_or_default();
     wait_for(
         Duration::from_secs(90),
@@ -79,11 +91,11 @@ fn tandem_up_starts_a_cluster_that_serves_and_stops_it_on_ctrl_c() {
 
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        libc::kill(child.0.id() as libc::pid_t, libc::SIGINT);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < deadline, "tandem up did not stop");
