@@ -44,12 +44,7 @@ impl Node {
     pub async fn bootstrap(self: Arc<Self>, members: Vec<(NodeId, String)>) -> Result<(), String> {
         let mut announced = false;
         loop {
-            if self
-                .raft
-                .is_initialized()
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            if self.initialized().await? {
                 return Ok(());
             }
             let mut found: BTreeMap<NodeId, NodeAddr> = BTreeMap::new();
@@ -136,22 +131,27 @@ impl Node {
         hello.ok_or_else(|| "no hello".to_string())
     }
 
+    async fn initialized(&self) -> Result<bool, String> {
+        self.raft.is_initialized().await.map_err(|e| e.to_string())
+    }
+
     /// Initializes a standalone node as a cluster of one voter, on its first write.
     pub async fn form_standalone(&self) -> Result<(), String> {
         let _guard = self.admin_lock.lock().await;
-        if self
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        if self.initialized().await? {
             return Ok(());
         }
-        if self.service.may_adopt.load(Ordering::Relaxed) || !self.identity.cluster_id().is_empty()
-        {
+        if self.service.may_adopt.load(Ordering::Relaxed) {
             return Err("this node is joining a cluster".into());
         }
-        let cluster_id = IdentityFile::new_cluster_id();
+        // An id recorded by an attempt that crashed before initializing is kept (a data dir
+        // whose log was lost is refused at start-up, see identity.rs).
+        let own = self.identity.cluster_id();
+        let cluster_id = if own.is_empty() {
+            IdentityFile::new_cluster_id()
+        } else {
+            own
+        };
         self.identity
             .set_cluster_id(&cluster_id)
             .map_err(|e| e.to_string())?;
@@ -168,11 +168,7 @@ impl Node {
     /// as a read replica.
     pub async fn join(&self, primary_client_addr: &str) -> Result<String, String> {
         let _guard = self.admin_lock.lock().await;
-        let initialized = self
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| e.to_string())?;
+        let initialized = self.initialized().await?;
         let own = self.identity.cluster_id();
         if initialized || (!own.is_empty() && !self.service.may_adopt.load(Ordering::Relaxed)) {
             return Err(format!(
