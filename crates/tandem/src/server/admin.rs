@@ -193,6 +193,11 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
         }
         "debug" => debug(conn, args),
         "role" => super::replication::role(conn),
+        "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "publish" | "pubsub" => {
+            return super::pubsub::handle(conn, name, args).await;
+        }
+        "sentinel" => super::sentinel::sentinel(conn, args),
+        "failover" => super::failover::failover(conn, args).await,
         other => Frame::Error(format!(
             "ERR command '{other}' is known but not served by this node"
         )),

@@ -14,8 +14,11 @@ pub mod admin;
 pub mod clients;
 pub mod connection;
 pub mod expiry;
+pub mod failover;
 pub mod info;
+pub mod pubsub;
 pub mod replication;
+pub mod sentinel;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,6 +58,8 @@ pub struct Shared {
     pub node: Arc<Node>,
     pub clients: clients::Registry,
     pub stats: Stats,
+    /// Pub/Sub channels and patterns and their subscribers.
+    pub pubsub: pubsub::Hub,
     pub started: Instant,
     pub shutdown: watch::Sender<bool>,
 }
@@ -81,6 +86,7 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
         node: node.clone(),
         clients: clients::Registry::default(),
         stats: Stats::default(),
+        pubsub: pubsub::Hub::default(),
         started: Instant::now(),
         shutdown: shutdown_tx,
     });
