@@ -189,6 +189,12 @@ pub struct ServerArgs {
     #[arg(long)]
     pub replica_sync_bytes_per_sec_max: Option<u64>,
 
+    /// The name under which every node answers the Sentinel discovery commands (`SENTINEL
+    /// get-master-addr-by-name NAME`, ...) and announces `+switch-master`: give clients' Sentinel
+    /// support this name. [default: mymaster]
+    #[arg(long)]
+    pub sentinel_master_name: Option<String>,
+
     /// Bytes of a snapshot sent in one chunk (each is checked by its frame's CRC32C).
     /// [default: 1048576, at most 16777216]
     #[arg(long)]
@@ -333,6 +339,7 @@ pub struct ServerConfig {
     pub http_port: u16,
     pub replica_max_lag: Duration,
     pub replica_sync_bytes_per_sec_max: u64,
+    pub sentinel_master_name: String,
     pub snapshot_chunk_bytes: usize,
     pub log_retention_entries: u64,
     pub log_retention_bytes: u64,
@@ -347,6 +354,22 @@ macro_rules! merge {
     ($flags:ident, $file:ident, $($field:ident),* $(,)?) => {
         $( if $flags.$field.is_none() { $flags.$field = $file.$field.take(); } )*
     };
+}
+
+/// Longest `--sentinel-master-name`.
+const SENTINEL_MASTER_NAME_BYTES_MAX: usize = 256;
+
+fn sentinel_master_name(name: Option<String>) -> Result<String, String> {
+    let name = name.unwrap_or_else(|| "mymaster".into());
+    if name.is_empty()
+        || name.len() > SENTINEL_MASTER_NAME_BYTES_MAX
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "--sentinel-master-name must be 1 to {SENTINEL_MASTER_NAME_BYTES_MAX} bytes without spaces, got {name:?}"
+        ));
+    }
+    Ok(name)
 }
 
 fn positive<T: PartialOrd + Default + std::fmt::Display>(name: &str, v: T) -> Result<T, String> {
@@ -404,6 +427,7 @@ impl ServerConfig {
                 http_port,
                 replica_max_lag_ms,
                 replica_sync_bytes_per_sec_max,
+                sentinel_master_name,
                 snapshot_chunk_bytes,
                 log_retention_entries,
                 log_retention_bytes,
@@ -597,6 +621,7 @@ impl ServerConfig {
                 "replica-sync-bytes-per-sec-max",
                 flags.replica_sync_bytes_per_sec_max.unwrap_or(1 << 30),
             )?,
+            sentinel_master_name: sentinel_master_name(flags.sentinel_master_name)?,
             snapshot_chunk_bytes,
             log_retention_entries: flags.log_retention_entries.unwrap_or(100_000),
             log_retention_bytes: flags.log_retention_bytes.unwrap_or(64 << 20),

@@ -10,6 +10,7 @@
 //! - [`membership`]: bootstrap, join, promote/demote/remove through one admin path.
 //! - [`lag`]: how stale a replica's data may be; [`retention`]: how much log is kept.
 //! - [`status`]: one read of the replication state for ROLE, INFO, metrics.
+//! - [`switchover`]: planned leadership transfer (FAILOVER).
 //! - [`node`]: start-up (identity check, recovery, cluster formation) and the handle the server
 //!   uses to propose writes and wait for linearizable reads.
 
@@ -27,6 +28,7 @@ pub mod service;
 pub mod snapshot_transfer;
 pub mod state_machine;
 pub mod status;
+pub mod switchover;
 pub mod types;
 
 pub use node::{ConsensusConfig, Node, Retention, WriteError, Written};

@@ -128,6 +128,8 @@ pub struct Node {
     pub service: Arc<PeerService>,
     /// Serializes membership changes (one admin path).
     pub admin_lock: tokio::sync::Mutex<()>,
+    /// The planned switchover (FAILOVER) in progress, if any.
+    pub switchover: super::switchover::SwitchoverState,
     /// Set when the node cannot go on (bootstrap refused): the server exits with it.
     pub fatal: parking_lot::Mutex<Option<String>>,
     barrier: ReadBarrier,
@@ -279,6 +281,7 @@ impl Node {
             ctx,
             service: service.clone(),
             admin_lock: tokio::sync::Mutex::new(()),
+            switchover: Default::default(),
             fatal: parking_lot::Mutex::new(None),
             barrier,
             combiner,

@@ -199,12 +199,21 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
         "integrity" => {
             let st = node.state().read();
             let i = st.keyspace.integrity();
+            let reports = &shared.integrity_reports;
             vec![
                 (
                     "checksum_algorithm",
                     shared.runtime.read().checksum_algorithm.name().into(),
                 ),
                 ("corrupt_values_detected", i.corrupt_detected.to_string()),
+                (
+                    "integrity_reports_received",
+                    reports.received.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "integrity_reports_confirmed",
+                    reports.confirmed.load(Ordering::Relaxed).to_string(),
+                ),
             ]
         }
         "cpu" => {
@@ -308,7 +317,10 @@ fn replication_fields(shared: &Shared) -> Vec<(String, String)> {
         push("replica_announced", "1".into());
         push("connected_slaves", "0".into());
     }
-    push("master_failover_state", "no-failover".into());
+    push(
+        "master_failover_state",
+        shared.node.switchover.state().name().into(),
+    );
     push("master_replid", st.cluster_id.clone());
     push(
         "master_replid2",

@@ -9,6 +9,7 @@
 //! - [`clients`]: the registry of connected clients (CLIENT LIST, INFO clients, maxclients).
 //! - [`replication`]: ROLE, WAIT, REPLICAOF, POSITION, WAITPOS, MEMBERSHIP and the rule for
 //!   reads on a replica.
+//! - [`integrity`]: DIGEST.REPORT, clients reporting a copy that failed their digest check.
 
 pub mod admin;
 pub mod clients;
@@ -16,6 +17,7 @@ pub mod connection;
 pub mod expiry;
 pub mod failover;
 pub mod info;
+pub mod integrity;
 pub mod pubsub;
 pub mod replication;
 pub mod sentinel;
@@ -58,6 +60,8 @@ pub struct Shared {
     pub node: Arc<Node>,
     pub clients: clients::Registry,
     pub stats: Stats,
+    /// DIGEST.REPORT counters, for INFO integrity.
+    pub integrity_reports: integrity::Reports,
     /// Pub/Sub channels and patterns and their subscribers.
     pub pubsub: pubsub::Hub,
     pub started: Instant,
@@ -86,6 +90,7 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
         node: node.clone(),
         clients: clients::Registry::default(),
         stats: Stats::default(),
+        integrity_reports: integrity::Reports::default(),
         pubsub: pubsub::Hub::default(),
         started: Instant::now(),
         shutdown: shutdown_tx,
@@ -104,6 +109,7 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
     }
     info!("ready to accept connections on {addr}");
     tokio::spawn(expiry::run(shared.clone()));
+    tokio::spawn(sentinel::announce_switches(shared.clone()));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut failure = None;
     let stopped = node.stopped();

@@ -1,10 +1,279 @@
-//! The Sentinel discovery subset. (Being written.)
+//! The Sentinel discovery subset, so that Sentinel-aware client libraries find the primary and
+//! follow failovers with no Tandem-specific code.
+//!
+//! Every node answers for its own cluster, under one name (`--sentinel-master-name`, default
+//! `mymaster`): give clients the nodes' client addresses as their "sentinels". Served:
+//! `SENTINEL MASTERS | MASTER name | REPLICAS name | SLAVES name | SENTINELS name |
+//! GET-MASTER-ADDR-BY-NAME name | MYID`, with Redis Sentinel 7's reply shapes (maps in RESP3,
+//! flat field/value arrays in RESP2). The other members play the other sentinels.
+//!
+//! [`announce_switches`] publishes `+switch-master <name> <old-ip> <old-port> <new-ip>
+//! <new-port>` on the `+switch-master` channel of this node when it sees the primary change, as
+//! Sentinel does. Pub/Sub is node-local, so every node announces to its own subscribers.
+//!
+//! What a node knows is its own view: a node cut off from the primary still names the primary it
+//! last heard from, flagged `s_down` when it has not heard from it within the replica lag bound
+//! (clients that check flags, like redis-py, then ask another node). Before any primary is known
+//! the name is unknown (`GET-MASTER-ADDR-BY-NAME` answers a null array).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use tandem_checksum::{Algorithm, Checksum};
 use tandem_core::Frame;
+use tracing::info;
 
 use super::connection::Conn;
+use super::Shared;
+use crate::consensus::status::{ReplicationStatus, Role};
+use crate::consensus::types::NodeId;
 
-pub fn sentinel(_conn: &mut Conn, _args: &[Bytes]) -> Frame {
-    Frame::error("ERR SENTINEL is not served yet")
+/// How often a node looks for a change of primary to announce.
+const SWITCH_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The channel Sentinel announces a new primary on.
+pub const SWITCH_MASTER_CHANNEL: &str = "+switch-master";
+
+fn split_addr(addr: &str) -> (String, String) {
+    match addr.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.to_string()),
+        None => (addr.to_string(), "0".to_string()),
+    }
+}
+
+/// A stable 40-hex-digit id for a member (Sentinel's run ids have this shape).
+fn run_id(cluster_id: &str, node_id: NodeId) -> String {
+    let seed = format!("tandem {cluster_id} node {node_id}");
+    let mut hex = Checksum::compute(Algorithm::Sha256, seed.as_bytes()).to_hex();
+    hex.truncate(40);
+    hex
+}
+
+/// Field/value pairs: a map in RESP3, a flat array in RESP2 (as Sentinel replies).
+fn fields(pairs: Vec<(&'static str, String)>) -> Frame {
+    Frame::Map(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (Frame::bulk(k), Frame::Bulk(Bytes::from(v))))
+            .collect(),
+    )
+}
+
+/// The primary as this node sees it: (id, client address, down?).
+fn primary_of(shared: &Shared, st: &ReplicationStatus) -> Option<(NodeId, String, bool)> {
+    let id = st.primary_id?;
+    let addr = st.primary_client_addr.clone()?;
+    let down = match st.role {
+        Role::Primary => false,
+        _ => st
+            .lag
+            .and_then(|l| l.since_heard)
+            .is_none_or(|d| d > shared.config.replica_max_lag),
+    };
+    Some((id, addr, down))
+}
+
+fn master_fields(shared: &Shared, st: &ReplicationStatus) -> Option<Frame> {
+    let (id, addr, down) = primary_of(shared, st)?;
+    let (ip, port) = split_addr(&addr);
+    let flags = if down { "master,s_down" } else { "master" };
+    let voters = st.voters().count();
+    let ms = |d: Duration| d.as_millis().to_string();
+    Some(fields(vec![
+        ("name", shared.config.sentinel_master_name.clone()),
+        ("ip", ip),
+        ("port", port),
+        ("runid", run_id(&st.cluster_id, id)),
+        ("flags", flags.into()),
+        ("link-pending-commands", "0".into()),
+        ("link-refcount", "1".into()),
+        ("last-ping-sent", "0".into()),
+        ("last-ok-ping-reply", "0".into()),
+        ("last-ping-reply", "0".into()),
+        (
+            "down-after-milliseconds",
+            ms(Duration::from_millis(shared.config.election_timeout_ms)),
+        ),
+        ("info-refresh", "0".into()),
+        ("role-reported", "master".into()),
+        ("role-reported-time", "0".into()),
+        ("config-epoch", st.term.to_string()),
+        ("num-slaves", st.replicas().count().to_string()),
+        (
+            "num-other-sentinels",
+            st.members.len().saturating_sub(1).to_string(),
+        ),
+        ("quorum", (voters / 2 + 1).to_string()),
+        ("failover-timeout", ms(super::failover::TIMEOUT_DEFAULT)),
+        ("parallel-syncs", "1".into()),
+    ]))
+}
+
+fn replica_fields(shared: &Shared, st: &ReplicationStatus) -> Vec<Frame> {
+    let primary = primary_of(shared, st);
+    let (mip, mport) = primary
+        .as_ref()
+        .map(|(_, a, _)| split_addr(a))
+        .unwrap_or_default();
+    st.replicas()
+        .map(|m| {
+            let (ip, port) = split_addr(&m.client_addr);
+            // Only the primary knows every replica's progress; elsewhere report what is known.
+            let link_ok = match m.last_ack_ms {
+                Some(ms) => Duration::from_millis(ms) <= shared.config.replica_max_lag,
+                None => st.role != Role::Primary,
+            };
+            let flags = if link_ok { "slave" } else { "slave,s_down" };
+            fields(vec![
+                ("name", m.client_addr.clone()),
+                ("ip", ip),
+                ("port", port),
+                ("runid", run_id(&st.cluster_id, m.id)),
+                ("flags", flags.into()),
+                ("link-pending-commands", "0".into()),
+                ("link-refcount", "1".into()),
+                ("last-ping-sent", "0".into()),
+                ("last-ok-ping-reply", m.last_ack_ms.unwrap_or(0).to_string()),
+                ("last-ping-reply", m.last_ack_ms.unwrap_or(0).to_string()),
+                (
+                    "down-after-milliseconds",
+                    shared.config.election_timeout_ms.to_string(),
+                ),
+                ("info-refresh", "0".into()),
+                ("role-reported", "slave".into()),
+                ("role-reported-time", "0".into()),
+                ("master-link-down-time", "0".into()),
+                (
+                    "master-link-status",
+                    if link_ok { "ok" } else { "err" }.into(),
+                ),
+                ("master-host", mip.clone()),
+                ("master-port", mport.clone()),
+                ("slave-priority", if m.voter { "100" } else { "0" }.into()),
+                ("slave-repl-offset", m.matched_index.unwrap_or(0).to_string()),
+                ("replica-announced", "1".into()),
+            ])
+        })
+        .collect()
+}
+
+fn sentinel_fields(shared: &Shared, st: &ReplicationStatus) -> Vec<Frame> {
+    st.members
+        .iter()
+        .filter(|m| m.id != st.node_id)
+        .map(|m| {
+            let (ip, port) = split_addr(&m.client_addr);
+            let runid = run_id(&st.cluster_id, m.id);
+            fields(vec![
+                ("name", runid.clone()),
+                ("ip", ip),
+                ("port", port),
+                ("runid", runid),
+                ("flags", "sentinel".into()),
+                ("link-pending-commands", "0".into()),
+                ("link-refcount", "1".into()),
+                ("last-ping-sent", "0".into()),
+                ("last-ok-ping-reply", "0".into()),
+                ("last-ping-reply", "0".into()),
+                (
+                    "down-after-milliseconds",
+                    shared.config.election_timeout_ms.to_string(),
+                ),
+                ("last-hello-message", "0".into()),
+                ("voted-leader", "?".into()),
+                ("voted-leader-epoch", "0".into()),
+            ])
+        })
+        .collect()
+}
+
+pub fn sentinel(conn: &mut Conn, args: &[Bytes]) -> Frame {
+    let shared = conn.shared.clone();
+    let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
+    let name_ok = |n: &Bytes| n.as_ref() == shared.config.sentinel_master_name.as_bytes();
+    let st = shared.node.status();
+    match (sub.as_str(), args.len()) {
+        ("myid", 2) => Frame::Bulk(Bytes::from(run_id(&st.cluster_id, st.node_id))),
+        ("masters", 2) => Frame::Array(master_fields(&shared, &st).into_iter().collect()),
+        ("master", 3) => match (name_ok(&args[2]), master_fields(&shared, &st)) {
+            (true, Some(f)) => f,
+            _ => Frame::error("ERR No such master with that name"),
+        },
+        ("replicas" | "slaves", 3) => match name_ok(&args[2]) && st.primary_id.is_some() {
+            true => Frame::Array(replica_fields(&shared, &st)),
+            false => Frame::error("ERR No such master with that name"),
+        },
+        ("sentinels", 3) => match name_ok(&args[2]) && st.primary_id.is_some() {
+            true => Frame::Array(sentinel_fields(&shared, &st)),
+            false => Frame::error("ERR No such master with that name"),
+        },
+        ("get-master-addr-by-name", 3) => {
+            match primary_of(&shared, &st).filter(|_| name_ok(&args[2])) {
+                Some((_, addr, _)) => {
+                    let (ip, port) = split_addr(&addr);
+                    Frame::Array(vec![Frame::bulk(ip), Frame::bulk(port)])
+                }
+                None => Frame::NullArray,
+            }
+        }
+        _ => Frame::Error(format!(
+            "ERR Unknown sentinel subcommand '{sub}' or wrong number of arguments; Tandem serves MASTERS, MASTER, \
+             REPLICAS, SLAVES, SENTINELS, GET-MASTER-ADDR-BY-NAME and MYID"
+        )),
+    }
+}
+
+/// Announces every change of primary this node sees on the `+switch-master` channel, until the
+/// server shuts down.
+pub async fn announce_switches(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut last: Option<(NodeId, String)> = None;
+    loop {
+        let st = shared.node.status();
+        if let (Some(id), Some(addr)) = (st.primary_id, st.primary_client_addr.clone()) {
+            match &last {
+                Some((old_id, old_addr)) if *old_id != id => {
+                    let (oip, oport) = split_addr(old_addr);
+                    let (nip, nport) = split_addr(&addr);
+                    let msg = format!(
+                        "{} {oip} {oport} {nip} {nport}",
+                        shared.config.sentinel_master_name
+                    );
+                    let n = shared
+                        .pubsub
+                        .publish(SWITCH_MASTER_CHANNEL.as_bytes(), Bytes::from(msg.clone()));
+                    info!("{SWITCH_MASTER_CHANNEL} {msg} ({n} subscribers told)");
+                }
+                _ => {}
+            }
+            last = Some((id, addr));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWITCH_POLL_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_look_like_sentinel_ids_and_differ_per_member() {
+        let a = run_id("c1", 1);
+        assert_eq!(a.len(), 40);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, run_id("c1", 2));
+        assert_ne!(a, run_id("c2", 1));
+        assert_eq!(a, run_id("c1", 1));
+    }
+
+    #[test]
+    fn addresses_split_at_the_last_colon() {
+        assert_eq!(split_addr("10.0.0.1:7001"), ("10.0.0.1".into(), "7001".into()));
+        assert_eq!(split_addr("::1:7001"), ("::1".into(), "7001".into()));
+        assert_eq!(split_addr("nohost"), ("nohost".into(), "0".into()));
+    }
 }
