@@ -138,6 +138,14 @@ impl IdentityFile {
         self.store(id)
     }
 
+    /// Moves this node to a new cluster of its own (detach: REPLICAOF NO ONE). Durable on
+    /// return; from then on members of the old cluster are refused at connect.
+    pub fn replace_cluster_id(&self, cluster_id: &str) -> io::Result<()> {
+        let mut id = self.get();
+        id.cluster_id = cluster_id.to_string();
+        self.store(id)
+    }
+
     /// Forgets the cluster id of a node that was never admitted (its join was refused), so it
     /// can try another cluster. The caller checks the node holds no cluster state.
     pub fn clear_cluster_id(&self) -> io::Result<()> {

@@ -11,10 +11,12 @@
 //! - [`lag`]: how stale a replica's data may be; [`retention`]: how much log is kept.
 //! - [`status`]: one read of the replication state for ROLE, INFO, metrics.
 //! - [`switchover`]: planned leadership transfer (FAILOVER).
+//! - [`detach`]: a read replica becomes a standalone database (REPLICAOF NO ONE).
 //! - [`node`]: start-up (identity check, recovery, cluster formation) and the handle the server
 //!   uses to propose writes and wait for linearizable reads.
 
 pub mod combiner;
+pub mod detach;
 pub mod identity;
 pub mod lag;
 pub mod log_store;

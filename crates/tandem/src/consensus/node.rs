@@ -130,6 +130,8 @@ pub struct Node {
     pub admin_lock: tokio::sync::Mutex<()>,
     /// The planned switchover (FAILOVER) in progress, if any.
     pub switchover: super::switchover::SwitchoverState,
+    /// One detach (REPLICAOF NO ONE) at a time.
+    pub detach_lock: tokio::sync::Mutex<()>,
     /// Set when the node cannot go on (bootstrap refused): the server exits with it.
     pub fatal: parking_lot::Mutex<Option<String>>,
     barrier: ReadBarrier,
@@ -282,6 +284,7 @@ impl Node {
             service: service.clone(),
             admin_lock: tokio::sync::Mutex::new(()),
             switchover: Default::default(),
+            detach_lock: tokio::sync::Mutex::new(()),
             fatal: parking_lot::Mutex::new(None),
             barrier,
             combiner,

@@ -288,16 +288,25 @@ impl StateMachine {
     /// Writes a snapshot of the current state. Serializes under the read lock (reads continue,
     /// applies wait), writes the file without it.
     pub fn write_snapshot(&self) -> io::Result<SnapshotOf<TypeConfig, SnapshotFile>> {
+        self.write_snapshot_as(|st| SnapshotMeta {
+            last_log_id: st.last_applied,
+            last_membership: st.membership.clone(),
+        })
+    }
+
+    /// Writes a snapshot of the current state under the metadata `meta_of` gives for it (detach
+    /// writes one that names a new membership; see `detach.rs`).
+    pub fn write_snapshot_as(
+        &self,
+        meta_of: impl FnOnce(&SmState) -> SnapshotMeta,
+    ) -> io::Result<SnapshotOf<TypeConfig, SnapshotFile>> {
         let started = Instant::now();
         let shared = &self.shared;
         shared.stats.in_progress.store(true, Ordering::Relaxed);
         let result = (|| {
             let (meta, records) = {
                 let st = shared.state.read();
-                let meta = SnapshotMeta {
-                    last_log_id: st.last_applied,
-                    last_membership: st.membership.clone(),
-                };
+                let meta = meta_of(&st);
                 let mut records: Vec<u8> = Vec::with_capacity(st.keyspace.len() * 160);
                 st.keyspace.for_each_record(|rec| {
                     records.extend_from_slice(&(rec.len() as u32).to_le_bytes());

@@ -238,9 +238,11 @@ pub async fn replicaof(conn: &Conn, args: &[Bytes]) -> Frame {
     let host = String::from_utf8_lossy(&args[1]).into_owned();
     let port = String::from_utf8_lossy(&args[2]).into_owned();
     if host.eq_ignore_ascii_case("no") && port.eq_ignore_ascii_case("one") {
-        return Frame::error(
-            "ERR REPLICAOF NO ONE (detaching a replica as a standalone database) is not supported by this version",
-        );
+        // Detach: a read replica becomes a standalone database keeping what it applied.
+        return match conn.shared.node.detach().await {
+            Ok(_) => Frame::ok(),
+            Err(e) => Frame::Error(e),
+        };
     }
     if port.parse::<u16>().map_or(true, |p| p == 0) {
         return Frame::error("ERR Invalid master port");
