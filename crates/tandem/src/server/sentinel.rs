@@ -151,7 +151,10 @@ fn replica_fields(shared: &Shared, st: &ReplicationStatus) -> Vec<Frame> {
                 ("master-host", mip.clone()),
                 ("master-port", mport.clone()),
                 ("slave-priority", if m.voter { "100" } else { "0" }.into()),
-                ("slave-repl-offset", m.matched_index.unwrap_or(0).to_string()),
+                (
+                    "slave-repl-offset",
+                    m.matched_index.unwrap_or(0).to_string(),
+                ),
                 ("replica-announced", "1".into()),
             ])
         })
@@ -272,7 +275,10 @@ mod tests {
 
     #[test]
     fn addresses_split_at_the_last_colon() {
-        assert_eq!(split_addr("10.0.0.1:7001"), ("10.0.0.1".into(), "7001".into()));
+        assert_eq!(
+            split_addr("10.0.0.1:7001"),
+            ("10.0.0.1".into(), "7001".into())
+        );
         assert_eq!(split_addr("::1:7001"), ("::1".into(), "7001".into()));
         assert_eq!(split_addr("nohost"), ("nohost".into(), "0".into()));
     }
