@@ -148,6 +148,7 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
         "position" => super::replication::position(conn),
         "waitpos" => super::replication::waitpos(conn, args).await,
         "membership" => super::replication::membership(conn, args).await,
+        "digest.report" => super::integrity::report(conn, args),
         "save" | "bgsave" => match conn.shared.node.snapshot_now().await {
             Ok(()) if name == "save" => Frame::ok(),
             Ok(()) => Frame::Simple("Background saving started".into()),
