@@ -5,6 +5,9 @@
 //! - `add-replica --new HOST:PORT`: tells a running node to become a read replica of this
 //!   cluster (`REPLICAOF <primary>`).
 //! - `promote ID`, `demote ID`, `remove ID`: `MEMBERSHIP PROMOTE|DEMOTE|REMOVE ID`.
+//! - `failover [--to ID]`: `FAILOVER [TO host port]` sent to the primary (found with
+//!   `MEMBERSHIP LIST`); returns once the new primary has taken over.
+//! - `detach ID`: `REPLICAOF NO ONE` sent to read replica ID: it becomes a standalone database.
 //!
 //! Everything goes over RESP with the small client here ([`Client`]); replies are parsed by
 //! `tandem-resp`'s general reply parser. INFO parsing ([`Info`], [`MemberInfo`]) and the
@@ -60,6 +63,19 @@ pub enum ClusterCmd {
     Demote { id: u64 },
     /// Remove member ID from the cluster.
     Remove { id: u64 },
+    /// Hand the primary role to a caught-up voter (the most caught-up one, or --to ID) and wait
+    /// until it has taken over.
+    Failover {
+        /// The voter that becomes the primary.
+        #[arg(long = "to", value_name = "ID")]
+        to: Option<u64>,
+        /// Longest the switchover may take, in milliseconds. [default: 10000]
+        #[arg(long = "timeout-ms")]
+        timeout_ms: Option<u64>,
+    },
+    /// Turn read replica ID into a standalone database that keeps its data (REPLICAOF NO ONE);
+    /// the cluster removes it from its membership.
+    Detach { id: u64 },
 }
 
 /// Runs `tandem cluster ...` on its own runtime; the exit code says whether it worked.
@@ -103,6 +119,71 @@ async fn execute(args: ClusterArgs) -> Result<(), CliError> {
         ClusterCmd::Promote { id } => membership(&args.node, password, "PROMOTE", id).await,
         ClusterCmd::Demote { id } => membership(&args.node, password, "DEMOTE", id).await,
         ClusterCmd::Remove { id } => membership(&args.node, password, "REMOVE", id).await,
+        ClusterCmd::Failover { to, timeout_ms } => {
+            let members = member_list(&args.node, password).await?;
+            let primary = members
+                .iter()
+                .find(|m| m.1 == "primary")
+                .ok_or_else(|| CliError::Cluster("the cluster has no primary right now".into()))?;
+            let mut command = vec!["FAILOVER".to_string()];
+            if let Some(to) = to {
+                let target = members.iter().find(|m| m.0 == to).ok_or_else(|| {
+                    CliError::Cluster(format!("node {to} is not a member of the cluster"))
+                })?;
+                let (host, port) = split_host_port(&target.2).ok_or_else(|| {
+                    CliError::Cluster(format!("bad address {} for node {to}", target.2))
+                })?;
+                command.extend(["TO".to_string(), host.to_string(), port.to_string()]);
+            }
+            if let Some(ms) = timeout_ms {
+                command.extend(["TIMEOUT".to_string(), ms.to_string()]);
+            }
+            let mut client = connect_auth(&primary.2, password).await?;
+            let args: Vec<&str> = command.iter().map(String::as_str).collect();
+            let reply = client.call(&args).await?;
+            print_reply(&primary.2, "FAILOVER", reply)
+        }
+        ClusterCmd::Detach { id } => {
+            let members = member_list(&args.node, password).await?;
+            let node = members.iter().find(|m| m.0 == id).ok_or_else(|| {
+                CliError::Cluster(format!("node {id} is not a member of the cluster"))
+            })?;
+            let mut client = connect_auth(&node.2, password).await?;
+            let reply = client.call(&["REPLICAOF", "NO", "ONE"]).await?;
+            print_reply(&node.2, "REPLICAOF NO ONE", reply)
+        }
+    }
+}
+
+/// MEMBERSHIP LIST: (id, kind, client address) per member.
+async fn member_list(
+    node: &str,
+    password: Option<&str>,
+) -> Result<Vec<(u64, String, String)>, CliError> {
+    let mut client = connect_auth(node, password).await?;
+    let reply = client.call(&["MEMBERSHIP", "LIST"]).await?;
+    let bad = || CliError::Cluster(format!("{node} answered MEMBERSHIP LIST unexpectedly"));
+    let text = |f: &Frame| match f {
+        Frame::Bulk(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+        _ => Err(bad()),
+    };
+    match reply {
+        Frame::Error(message) => Err(CliError::Reply {
+            addr: node.to_string(),
+            command: "MEMBERSHIP LIST".into(),
+            message,
+        }),
+        Frame::Array(items) => items
+            .iter()
+            .map(|m| match m {
+                Frame::Array(f) if f.len() >= 3 => match &f[0] {
+                    Frame::Integer(id) if *id > 0 => Ok((*id as u64, text(&f[1])?, text(&f[2])?)),
+                    _ => Err(bad()),
+                },
+                _ => Err(bad()),
+            })
+            .collect(),
+        _ => Err(bad()),
     }
 }
 

@@ -456,3 +456,49 @@ fn a_promoted_replica_is_needed_for_the_quorum() {
         r.cmd(&["GET", "needs-node-4"]).as_bulk() == Some(b"1")
     });
 }
+
+/// `tandem cluster failover --to ID` and `tandem cluster detach ID`, through any node.
+#[test]
+fn tandem_cluster_failover_and_detach() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), 3, 1, &[]);
+    let p = c.primary();
+    let target = c
+        .nodes
+        .iter()
+        .find(|n| n.id != c.nodes[p].id && n.id != 4)
+        .unwrap();
+    let any = format!("127.0.0.1:{}", c.node(4).server.port);
+    let (status, out) = common::run_tandem(
+        &[
+            "cluster",
+            "--node",
+            &any,
+            "failover",
+            "--to",
+            &target.id.to_string(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "tandem cluster failover: {out}");
+    assert_eq!(role(&mut target.server.conn()), "master");
+
+    let (status, out) = common::run_tandem(
+        &["cluster", "--node", &any, "failover", "--to", "4"],
+        Duration::from_secs(60),
+    );
+    assert!(
+        !status.success(),
+        "failover to a read replica must fail: {out}"
+    );
+    assert!(out.contains("read replica"), "{out}");
+
+    let (status, out) = common::run_tandem(
+        &["cluster", "--node", &any, "detach", "4"],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "tandem cluster detach: {out}");
+    assert_eq!(role(&mut c.node(4).server.conn()), "master");
+    let members = target.server.conn().cmd(&["MEMBERSHIP", "LIST"]);
+    assert_eq!(members.as_array().unwrap().len(), 3, "{members}");
+}
