@@ -114,6 +114,15 @@ pub struct ServerArgs {
     #[arg(long)]
     pub multi_queued_max: Option<usize>,
 
+    /// Bytes of Pub/Sub messages queued for one subscriber and not yet sent; a subscriber that
+    /// reads too slowly to stay under it is disconnected. [default: 33554432]
+    #[arg(long)]
+    pub pubsub_queue_bytes_max: Option<usize>,
+
+    /// Channels plus patterns one connection may subscribe to. [default: 100000]
+    #[arg(long)]
+    pub pubsub_subscriptions_max: Option<usize>,
+
     /// A write not committed within this many milliseconds fails (its outcome is then unknown).
     /// [default: 10000]
     #[arg(long)]
@@ -320,6 +329,8 @@ pub struct ServerConfig {
     pub pipeline_batch_bytes_max: usize,
     pub proposal_bytes_max: usize,
     pub multi_queued_max: usize,
+    pub pubsub_queue_bytes_max: usize,
+    pub pubsub_subscriptions_max: usize,
     pub proposals_in_flight_max: usize,
     pub entry_ops_max: usize,
     pub write_timeout: Duration,
@@ -409,6 +420,8 @@ impl ServerConfig {
                 pipeline_batch_bytes_max,
                 proposal_bytes_max,
                 multi_queued_max,
+                pubsub_queue_bytes_max,
+                pubsub_subscriptions_max,
                 proposals_in_flight_max,
                 entry_ops_max,
                 write_timeout_ms,
@@ -576,6 +589,14 @@ impl ServerConfig {
             multi_queued_max: positive(
                 "multi-queued-max",
                 flags.multi_queued_max.unwrap_or(1_000_000),
+            )?,
+            pubsub_queue_bytes_max: positive(
+                "pubsub-queue-bytes-max",
+                flags.pubsub_queue_bytes_max.unwrap_or(32 << 20),
+            )?,
+            pubsub_subscriptions_max: positive(
+                "pubsub-subscriptions-max",
+                flags.pubsub_subscriptions_max.unwrap_or(100_000),
             )?,
             proposals_in_flight_max: positive(
                 "proposals-in-flight-max",

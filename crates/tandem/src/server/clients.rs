@@ -20,6 +20,9 @@ pub struct ClientInfo {
     pub meta: Mutex<ClientMeta>,
     /// Queued MULTI commands, -1 outside MULTI.
     pub multi: AtomicI64,
+    /// Pub/Sub channels and patterns subscribed to.
+    pub sub: AtomicU64,
+    pub psub: AtomicU64,
 }
 
 #[derive(Default, Clone)]
@@ -60,6 +63,8 @@ impl Registry {
                 ..Default::default()
             }),
             multi: AtomicI64::new(-1),
+            sub: AtomicU64::new(0),
+            psub: AtomicU64::new(0),
         });
         clients.insert(id, info.clone());
         Some(info)
@@ -99,9 +104,18 @@ impl ClientInfo {
             .saturating_sub(self.last_active_ms.load(Ordering::Relaxed) as u128)
             / 1000;
         let multi = self.multi.load(Ordering::Relaxed);
-        let flags = if multi >= 0 { "x" } else { "N" };
+        let (sub, psub) = (
+            self.sub.load(Ordering::Relaxed),
+            self.psub.load(Ordering::Relaxed),
+        );
+        let flags = match (multi >= 0, sub + psub > 0) {
+            (true, true) => "xP",
+            (true, false) => "x",
+            (false, true) => "P",
+            (false, false) => "N",
+        };
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={age} idle={idle} flags={flags} db=0 sub=0 psub=0 ssub=0 \
+            "id={} addr={} laddr={} fd=-1 name={} age={age} idle={idle} flags={flags} db=0 sub={sub} psub={psub} ssub=0 \
              multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 \
              events=r cmd=NULL user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id, self.addr, self.laddr, meta.name, meta.resp, meta.lib_name, meta.lib_ver

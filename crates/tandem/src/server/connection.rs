@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::clients::ClientInfo;
-use super::{admin, now_ms, replication, Shared};
+use super::{admin, now_ms, pubsub, replication, Shared};
 
 /// Replies buffered beyond this are written out before the rest of the pipeline is processed.
 const OUT_FLUSH_BYTES: usize = 64 * 1024;
@@ -63,6 +63,16 @@ pub struct Conn {
     pub last_write_index: u64,
     /// CLIENT DURABILITY: this connection's setting, overriding the server's.
     pub durability: Option<crate::config::Durability>,
+    /// Pub/Sub channels and patterns, and the queue of messages for them: present only while
+    /// the connection holds a subscription, so that the others pay nothing for Pub/Sub.
+    pub pubsub: Option<Box<pubsub::Subscriber>>,
+}
+
+/// What woke a subscribed connection.
+enum Woken {
+    Read(usize),
+    Message(pubsub::Message),
+    Overflowed,
 }
 
 pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr) {
@@ -107,6 +117,7 @@ pub async fn serve(shared: Arc<Shared>, mut socket: TcpStream, peer: SocketAddr)
         },
         last_write_index: 0,
         durability: None,
+        pubsub: None,
     };
     if let Err(e) = conn.run(&mut socket).await {
         debug!("client {id} ({peer}): {e}");
@@ -125,7 +136,28 @@ impl Conn {
         let query_limit = cfg.client_query_buffer_limit;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         loop {
-            let n = socket.read_buf(&mut buf).await?;
+            let n = if let Some(subscriber) = self.pubsub.as_deref_mut() {
+                // Subscribed: a request or a message, whichever comes first. Messages are
+                // written out as they come, between requests.
+                let woken = tokio::select! {
+                    read = socket.read_buf(&mut buf) => Woken::Read(read?),
+                    message = subscriber.next() => match message {
+                        Some(message) => Woken::Message(message),
+                        None => Woken::Overflowed,
+                    },
+                };
+                match woken {
+                    Woken::Read(n) => n,
+                    Woken::Message(message) => {
+                        pubsub::deliver(self, message, OUT_FLUSH_BYTES);
+                        self.write_out(socket).await?;
+                        continue;
+                    }
+                    Woken::Overflowed => return Err(pubsub::overflow_error(self)),
+                }
+            } else {
+                socket.read_buf(&mut buf).await?
+            };
             if n == 0 {
                 return Ok(());
             }
@@ -184,7 +216,15 @@ impl Conn {
 
     async fn write_out(&mut self, socket: &mut TcpStream) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            socket.write_all(&self.out).await?;
+            match self.pubsub.as_deref() {
+                None => socket.write_all(&self.out).await?,
+                // A subscriber that stops reading would hold this write forever: give it up
+                // once its message queue overflows.
+                Some(subscriber) => tokio::select! {
+                    written = socket.write_all(&self.out) => written?,
+                    () = subscriber.overflowed() => return Err(pubsub::overflow_error(self)),
+                },
+            }
             self.shared
                 .stats
                 .net_output_bytes
@@ -244,6 +284,9 @@ impl Conn {
                 ));
             }
             return self.reply(tandem_core::wrong_arity(spec.name));
+        }
+        if self.pubsub.is_some() && pubsub::intercept_while_subscribed(self, spec, &args).await {
+            return;
         }
 
         if self.multi.is_some() && !admin::runs_inside_multi(spec.name) {

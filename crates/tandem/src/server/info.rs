@@ -179,6 +179,12 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                     "total_error_replies_protocol",
                     st.protocol_errors.load(Ordering::Relaxed).to_string(),
                 ),
+                ("pubsub_channels", shared.pubsub.channel_count().to_string()),
+                ("pubsub_patterns", shared.pubsub.numpat().to_string()),
+                (
+                    "client_output_buffer_limit_disconnections",
+                    shared.pubsub.slow_subscribers_disconnected().to_string(),
+                ),
             ]
         }
         "keyspace" => {
