@@ -240,6 +240,11 @@ fn a_frozen_primary_never_acknowledges_after_it_was_replaced_and_rejoins_as_a_re
         Frame::Null,
         "the unacknowledged write must not exist on the new primary"
     );
+    assert_eq!(
+        info(old, "replication")["tandem_sync_completed"],
+        "0",
+        "the old primary's log was reconciled: it needed no snapshot"
+    );
 }
 
 /// FAILOVER under concurrent writes, three times: leadership moves each time, nothing
