@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::cluster::{wait_for, Cluster, SETTLE_TIMEOUT};
 use common::{phase, Frame};
@@ -175,4 +174,36 @@ fn redis_py_sentinel_client_follows_a_kill9_of_the_primary() {
     );
     c.nodes[victim].server.restart();
     c.assert_converged();
+}
+
+/// A subscriber of `+switch-master` on a replica hears the switch, with Sentinel's message.
+#[test]
+fn switch_master_is_published_when_the_primary_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), 3, 0, &[]);
+    let p = c.primary();
+    let old_port = c.nodes[p].server.port;
+    let listener = c.nodes.iter().find(|n| n.id != c.nodes[p].id).unwrap();
+    let mut sub = listener.server.conn();
+    let confirm = sub.cmd(&["SUBSCRIBE", "+switch-master"]);
+    assert_eq!(
+        confirm,
+        Frame::Array(vec![
+            Frame::Bulk(b"subscribe".to_vec()),
+            Frame::Bulk(b"+switch-master".to_vec()),
+            Frame::Integer(1)
+        ])
+    );
+    let reply = c.nodes[p].server.conn().cmd(&["FAILOVER"]);
+    assert!(reply.is_ok(), "FAILOVER: {reply}");
+    let new_port = c.nodes[c.primary()].server.port;
+    let (msg, _) = sub.read_reply().unwrap();
+    assert_eq!(
+        msg,
+        Frame::Array(vec![
+            Frame::Bulk(b"message".to_vec()),
+            Frame::Bulk(b"+switch-master".to_vec()),
+            Frame::Bulk(format!("mymaster 127.0.0.1 {old_port} 127.0.0.1 {new_port}").into_bytes()),
+        ])
+    );
 }

@@ -9,6 +9,8 @@
 //! - [`clients`]: the registry of connected clients (CLIENT LIST, INFO clients, maxclients).
 //! - [`replication`]: ROLE, WAIT, REPLICAOF, POSITION, WAITPOS, MEMBERSHIP and the rule for
 //!   reads on a replica.
+//! - [`failover`]: FAILOVER (planned switchover); [`sentinel`]: the Sentinel discovery subset and
+//!   the `+switch-master` announcements; [`pubsub`]: node-local Pub/Sub.
 //! - [`integrity`]: DIGEST.REPORT, clients reporting a copy that failed their digest check.
 
 pub mod admin;
