@@ -141,6 +141,18 @@ pub struct ServerArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub force_truncate_log: Option<bool>,
 
+    /// Start by rebuilding this node from its cluster's other members: its log and snapshots are
+    /// moved into DATA_DIR/damaged-<time>/ and it re-syncs as a replica under its identity (a
+    /// voter is demoted while it rebuilds and promoted back once caught up). For a node whose
+    /// files are damaged; it needs its --initial-cluster or --join. [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub rebuild_from_peers: Option<bool>,
+
+    /// What to do when the log or snapshots fail verification at start-up: `refuse` (exit,
+    /// naming the damaged file and offset) or `rebuild` (as --rebuild-from-peers). [default: refuse]
+    #[arg(long, value_name = "refuse|rebuild")]
+    pub on_damage: Option<String>,
+
     /// Active expiry cycles per second (Redis's hz). [default: 10]
     #[arg(long)]
     pub hz: Option<u32>,
@@ -337,6 +349,7 @@ pub struct ServerConfig {
     pub snapshot_entries: u64,
     pub log_segment_bytes: u64,
     pub force_truncate_log: bool,
+    pub rebuild: crate::consensus::rebuild::RebuildMode,
     pub hz: u32,
     pub active_expire_keys_max: usize,
     pub worker_threads: usize,
@@ -365,6 +378,23 @@ macro_rules! merge {
     ($flags:ident, $file:ident, $($field:ident),* $(,)?) => {
         $( if $flags.$field.is_none() { $flags.$field = $file.$field.take(); } )*
     };
+}
+
+fn rebuild_mode(
+    now: Option<bool>,
+    on_damage: Option<&str>,
+) -> Result<crate::consensus::rebuild::RebuildMode, String> {
+    use crate::consensus::rebuild::RebuildMode;
+    if now == Some(true) {
+        return Ok(RebuildMode::Now);
+    }
+    match on_damage.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("refuse") => Ok(RebuildMode::Never),
+        Some("rebuild") => Ok(RebuildMode::OnDamage),
+        Some(other) => Err(format!(
+            "--on-damage must be `refuse` or `rebuild`, got `{other}`"
+        )),
+    }
 }
 
 /// `--proposals-in-flight-max` of a node started alone, and of a cluster member.
@@ -432,6 +462,8 @@ impl ServerConfig {
                 snapshot_entries,
                 log_segment_bytes,
                 force_truncate_log,
+                rebuild_from_peers,
+                on_damage,
                 hz,
                 active_expire_keys_max,
                 worker_threads,
@@ -627,6 +659,7 @@ impl ServerConfig {
             )?,
             log_segment_bytes,
             force_truncate_log: flags.force_truncate_log.unwrap_or(false),
+            rebuild: rebuild_mode(flags.rebuild_from_peers, flags.on_damage.as_deref())?,
             hz,
             active_expire_keys_max: positive(
                 "active-expire-keys-max",

@@ -133,6 +133,7 @@ async fn serve(config: ServerConfig) -> std::io::Result<()> {
             age: config.log_retention,
         },
         cluster_bind: std::net::SocketAddr::new(config.bind, config.cluster_port),
+        rebuild: config.rebuild,
     };
     let node = Node::start(consensus).await?;
     tandem::server::run(config, node).await

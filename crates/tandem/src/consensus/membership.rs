@@ -331,11 +331,15 @@ impl Node {
             return Ok(redirect);
         }
         let _guard = self.admin_lock.lock().await;
+        if let AdminOp::Rebuild { id, incarnation } = op {
+            return self.accept_rebuild(id, incarnation).await;
+        }
         let m = self.raft.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let is_member = |id: &NodeId| membership.get_node(id).is_some();
         let change = match op {
+            AdminOp::Rebuild { .. } => return Err("a rebuild is not a membership change".into()),
             AdminOp::Promote(id) => {
                 if !is_member(&id) {
                     return Err(format!("node {id} is not a member"));
@@ -411,6 +415,7 @@ impl Node {
             AdminOp::Promote(id) => format!("node {id} is now a voter"),
             AdminOp::Demote(id) => format!("node {id} is now a read replica"),
             AdminOp::Remove(id) => format!("node {id} removed"),
+            AdminOp::Rebuild { id, .. } => format!("node {id} rebuilds"),
         }))
     }
 
@@ -434,7 +439,10 @@ impl Node {
 }
 
 /// Asks a node's client (RESP) port for its cluster port address, with `INFO replication`.
-async fn ask_cluster_addr(client_addr: &str, timeout: Duration) -> Result<String, String> {
+pub(crate) async fn ask_cluster_addr(
+    client_addr: &str,
+    timeout: Duration,
+) -> Result<String, String> {
     let work = async {
         let mut s = tokio::net::TcpStream::connect(client_addr)
             .await

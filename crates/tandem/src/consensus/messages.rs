@@ -87,6 +87,9 @@ pub enum AdminOp {
     Demote(NodeId),
     /// Remove a member (voter or read replica) from the cluster.
     Remove(NodeId),
+    /// Member `id` lost its log and snapshots and starts again empty under its identity
+    /// (`rebuild.rs`): demote it if it votes, then let replication start over for it.
+    Rebuild { id: NodeId, incarnation: u64 },
 }
 
 /// The answer to a [`Request`], variant for variant.
@@ -111,6 +114,11 @@ pub enum Response {
     Ok(String),
     /// The receiver is not the primary; here is the primary, if known.
     NotPrimary(Option<(NodeId, NodeAddr)>),
+    /// The primary accepted a rebuild; the node was a voter before it (and may be promoted back
+    /// once caught up).
+    Rebuilt {
+        was_voter: bool,
+    },
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, String> {

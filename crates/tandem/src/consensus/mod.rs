@@ -12,6 +12,7 @@
 //! - [`status`]: one read of the replication state for ROLE, INFO, metrics.
 //! - [`switchover`]: planned leadership transfer (FAILOVER).
 //! - [`detach`]: a read replica becomes a standalone database (REPLICAOF NO ONE).
+//! - [`rebuild`]: a node whose files are damaged starts again from its peers.
 //! - [`node`]: start-up (identity check, recovery, cluster formation) and the handle the server
 //!   uses to propose writes and wait for linearizable reads.
 
@@ -25,6 +26,7 @@ pub mod messages;
 pub mod network;
 pub mod node;
 pub mod read_barrier;
+pub mod rebuild;
 pub mod retention;
 pub mod service;
 pub mod snapshot_transfer;

@@ -27,6 +27,7 @@ use super::identity::IdentityFile;
 use super::log_store::{LogStore, PurgeFloor};
 use super::network::{Network, PeerContext};
 use super::read_barrier::ReadBarrier;
+use super::rebuild::RebuildMode;
 use super::service::PeerService;
 use super::snapshot_transfer::Receiver;
 use super::state_machine::{SmState, StateMachine};
@@ -67,6 +68,8 @@ pub struct ConsensusConfig {
     pub retention: Retention,
     /// Bind address of the cluster listener.
     pub cluster_bind: std::net::SocketAddr,
+    /// When to rebuild from the peers instead of refusing damaged files (`rebuild.rs`).
+    pub rebuild: RebuildMode,
 }
 
 /// How much log the primary keeps beyond what snapshots cover, so a restarted or briefly
@@ -132,6 +135,8 @@ pub struct Node {
     pub switchover: super::switchover::SwitchoverState,
     /// One detach (REPLICAOF NO ONE) at a time.
     pub detach_lock: tokio::sync::Mutex<()>,
+    /// Rebuilding from the peers after losing its files: it does not vote (`rebuild.rs`).
+    pub rebuilding: std::sync::atomic::AtomicBool,
     /// Set when the node cannot go on (bootstrap refused): the server exits with it.
     pub fatal: parking_lot::Mutex<Option<String>>,
     barrier: ReadBarrier,
@@ -163,6 +168,38 @@ fn lock_data_dir(dir: &Path) -> io::Result<DirLock> {
     Ok(DirLock(file))
 }
 
+/// Opens the log, the newest valid snapshot and the log store over them; an error names the
+/// damaged file.
+fn open_storage(
+    config: &ConsensusConfig,
+    log_dir: &Path,
+    snap_dir: &Path,
+) -> io::Result<(Arc<Log>, StateMachine, LogStore)> {
+    let log_cfg = LogConfig {
+        segment_size_bytes: config.log_segment_bytes,
+        fsync: config.fsync,
+        force_truncate_corrupt: config.force_truncate_log,
+        cache_bytes_max: config.log_cache_bytes,
+    };
+    let (log, report) = Log::open(log_dir, log_cfg).map_err(io::Error::other)?;
+    if let Some(t) = &report.truncated_tail {
+        warn!("log: truncated a torn record at the tail: {t:?}");
+    }
+    let log = Arc::new(log);
+    let floor = PurgeFloor::default();
+    let (sm, load) = StateMachine::open(snap_dir, report.purged_index, floor.clone())?;
+    if let Some((path, last, keys)) = &load.loaded {
+        info!(
+            "loaded snapshot {} (last log id {last:?}, {keys} keys)",
+            path.display()
+        );
+    }
+    let snapshot_last = load.loaded.as_ref().and_then(|l| l.1);
+    let mut log_store = LogStore::new(log.clone(), &report, floor)?;
+    log_store.reconcile_with_snapshot(snapshot_last)?;
+    Ok((log, sm, log_store))
+}
+
 fn dir_has_files(dir: &Path) -> bool {
     std::fs::read_dir(dir)
         .map(|mut d| d.next().is_some())
@@ -176,31 +213,44 @@ impl Node {
         let log_dir = dir.join("log");
         let snap_dir = dir.join("snapshots");
         let dir_lock = lock_data_dir(dir)?;
-        let has_data = dir_has_files(&log_dir) || dir_has_files(&snap_dir);
-        let identity = Arc::new(IdentityFile::open(dir, config.node_id, has_data)?);
-
-        let log_cfg = LogConfig {
-            segment_size_bytes: config.log_segment_bytes,
-            fsync: config.fsync,
-            force_truncate_corrupt: config.force_truncate_log,
-            cache_bytes_max: config.log_cache_bytes,
-        };
-        let (log, report) = Log::open(&log_dir, log_cfg).map_err(io::Error::other)?;
-        if let Some(t) = &report.truncated_tail {
-            warn!("log: truncated a torn record at the tail: {t:?}");
-        }
-        let log = Arc::new(log);
-        let floor = PurgeFloor::default();
-        let (sm, load) = StateMachine::open(&snap_dir, report.purged_index, floor.clone())?;
-        if let Some((path, last, keys)) = &load.loaded {
-            info!(
-                "loaded snapshot {} (last log id {last:?}, {keys} keys)",
-                path.display()
+        let mut rebuilding = config.rebuild == RebuildMode::Now;
+        if rebuilding {
+            if !dir.join(super::identity::IDENTITY_FILE).exists() {
+                return Err(io::Error::other(format!(
+                    "--rebuild-from-peers: data dir {} has no identity file, so this node belongs to no cluster to                      rebuild from; start it without the flag to add it as a new node",
+                    dir.display()
+                )));
+            }
+            let aside = super::rebuild::move_aside(dir)?;
+            warn!(
+                "--rebuild-from-peers: moved the log and snapshots to {}; rebuilding from the peers",
+                aside.display()
             );
         }
-        let snapshot_last = load.loaded.as_ref().and_then(|l| l.1);
-        let mut log_store = LogStore::new(log.clone(), &report, floor)?;
-        log_store.reconcile_with_snapshot(snapshot_last)?;
+        let has_data = dir_has_files(&log_dir) || dir_has_files(&snap_dir);
+        // A rebuild starts with an empty log on purpose, under the identity it keeps.
+        let identity = Arc::new(IdentityFile::open(
+            dir,
+            config.node_id,
+            has_data || rebuilding,
+        )?);
+        let (log, sm, log_store) = match open_storage(&config, &log_dir, &snap_dir) {
+            Ok(opened) => opened,
+            Err(damage)
+                if config.rebuild == RebuildMode::OnDamage
+                    && !rebuilding
+                    && !identity.cluster_id().is_empty() =>
+            {
+                let aside = super::rebuild::move_aside(dir)?;
+                warn!(
+                    "--on-damage rebuild: {damage}; moved the log and snapshots to {} and rebuilding from the peers",
+                    aside.display()
+                );
+                rebuilding = true;
+                open_storage(&config, &log_dir, &snap_dir)?
+            }
+            Err(damage) => return Err(damage),
+        };
 
         let raft_config = openraft::Config {
             cluster_name: "tandem".into(),
@@ -285,6 +335,7 @@ impl Node {
             admin_lock: tokio::sync::Mutex::new(()),
             switchover: Default::default(),
             detach_lock: tokio::sync::Mutex::new(()),
+            rebuilding: std::sync::atomic::AtomicBool::new(rebuilding),
             fatal: parking_lot::Mutex::new(None),
             barrier,
             combiner,
@@ -325,7 +376,9 @@ impl Node {
                 .await
                 .map_err(|e| io::Error::other(format!("recovery did not finish: {e}")))?;
         }
-        if !initialized && !node.config.initial_cluster.is_empty() {
+        if rebuilding {
+            tokio::spawn(node.clone().rebuild_from_peers());
+        } else if !initialized && !node.config.initial_cluster.is_empty() {
             let lowest = node.config.initial_cluster.iter().map(|(id, _)| *id).min();
             if lowest == Some(node.config.node_id) {
                 let n = node.clone();

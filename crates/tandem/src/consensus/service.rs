@@ -152,6 +152,16 @@ impl PeerService {
                 }
                 Response::Append(r)
             }
+            Request::Vote(_) | Request::PreVote(_) | Request::TransferLeader(_)
+                if node.rebuilding.load(Ordering::Relaxed) =>
+            {
+                // Its log is gone: a vote from it could elect a primary lacking entries it had
+                // acknowledged. It votes again once demoted and caught up (`rebuild.rs`).
+                return Err(format!(
+                    "node {} is rebuilding from its peers and does not vote",
+                    node.config.node_id
+                ));
+            }
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await.map_err(|e| fail(&e))?),
             Request::PreVote(rpc) => {
                 Response::Vote(raft.pre_vote(rpc).await.map_err(|e| fail(&e))?)
