@@ -68,7 +68,39 @@ pub enum WriteCmd {
     Digest(DigestWrite),
 }
 
+impl ReadCmd {
+    /// Keys whose stored value bytes this read returns or measures (GET, MGET, STRLEN, GETRANGE,
+    /// DIGEST.GET): the keys a `-CORRUPT` reply can be about, for the server to repair.
+    pub fn value_keys(&self) -> Vec<&Bytes> {
+        match self {
+            ReadCmd::String(s) => s.value_keys(),
+            ReadCmd::Digest(DigestRead::Get(key)) => vec![key],
+            ReadCmd::Key(_) => Vec::new(),
+        }
+    }
+}
+
 impl WriteCmd {
+    /// The values (with their keys) this write brings into the keyspace, each with the checksum
+    /// computed when it entered the system: what a receiving replica verifies
+    /// (`Batch::first_corrupt_value`).
+    pub fn values(&self) -> Vec<(&Bytes, &Value)> {
+        match self {
+            WriteCmd::String(s) => s.values(),
+            WriteCmd::Digest(DigestWrite::Set { key, value }) => vec![(key, value)],
+            WriteCmd::Key(_) => Vec::new(),
+        }
+    }
+
+    /// [`WriteCmd::values`], mutable, for fault injection.
+    pub(crate) fn values_mut(&mut self) -> Vec<&mut Value> {
+        match self {
+            WriteCmd::String(s) => s.values_mut(),
+            WriteCmd::Digest(DigestWrite::Set { value, .. }) => vec![value],
+            WriteCmd::Key(_) => Vec::new(),
+        }
+    }
+
     /// Keys whose stored value bytes this write reads, to return them (GETSET, GETDEL, GETEX,
     /// SET ... GET) or to derive the new value (APPEND, INCR*, SETRANGE).
     ///

@@ -142,6 +142,55 @@ impl StringWrite {
     }
 }
 
+impl StringRead {
+    /// The keys whose stored value this read returns or measures (see `ReadCmd::value_keys`).
+    pub fn value_keys(&self) -> Vec<&Bytes> {
+        match self {
+            StringRead::Get(key) | StringRead::StrLen(key) | StringRead::GetRange { key, .. } => {
+                vec![key]
+            }
+            StringRead::MGet(keys) => keys.iter().collect(),
+        }
+    }
+}
+
+impl StringWrite {
+    /// The values this write brings in with their checksums (see `WriteCmd::values`).
+    pub fn values(&self) -> Vec<(&Bytes, &Value)> {
+        match self {
+            StringWrite::Set(s) => vec![(&s.key, &s.value)],
+            StringWrite::SetNx { key, value } | StringWrite::GetSet { key, value } => {
+                vec![(key, value)]
+            }
+            StringWrite::MSet(pairs) | StringWrite::MSetNx(pairs) => {
+                pairs.iter().map(|(k, v)| (k, v)).collect()
+            }
+            StringWrite::GetDel(_)
+            | StringWrite::GetEx { .. }
+            | StringWrite::Append { .. }
+            | StringWrite::IncrBy { .. }
+            | StringWrite::IncrByFloat { .. }
+            | StringWrite::SetRange { .. } => Vec::new(),
+        }
+    }
+
+    pub(crate) fn values_mut(&mut self) -> Vec<&mut Value> {
+        match self {
+            StringWrite::Set(s) => vec![&mut s.value],
+            StringWrite::SetNx { value, .. } | StringWrite::GetSet { value, .. } => vec![value],
+            StringWrite::MSet(pairs) | StringWrite::MSetNx(pairs) => {
+                pairs.iter_mut().map(|(_, v)| v).collect()
+            }
+            StringWrite::GetDel(_)
+            | StringWrite::GetEx { .. }
+            | StringWrite::Append { .. }
+            | StringWrite::IncrBy { .. }
+            | StringWrite::IncrByFloat { .. }
+            | StringWrite::SetRange { .. } => Vec::new(),
+        }
+    }
+}
+
 fn as_read(cmd: StringRead) -> Result<Command, Frame> {
     Ok(Command::Read(ReadCmd::String(cmd)))
 }

@@ -6,7 +6,7 @@
 //! the server may then repair the key from another replica.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tandem_resp::Frame;
 
@@ -36,6 +36,10 @@ pub struct Integrity {
     /// Atomic because reads run under a shared lock from many tasks.
     corrupt_detected: AtomicU64,
     repaired: AtomicU64,
+    /// Benchmarks only (`--bench-unverified-reads`): plain reads return the stored bytes without
+    /// checking them, to measure what verification costs. Never set in production: a damaged
+    /// value would be returned.
+    reads_unverified: AtomicBool,
 }
 
 impl Integrity {
@@ -66,6 +70,15 @@ impl Integrity {
         Frame::error(format!(
             "CORRUPT value of key '{key}' failed its {algorithm} checksum"
         ))
+    }
+
+    /// Whether plain reads skip verification (benchmarks only, see the field).
+    pub fn reads_unverified(&self) -> bool {
+        self.reads_unverified.load(Ordering::Relaxed)
+    }
+
+    pub fn set_reads_unverified(&self, on: bool) {
+        self.reads_unverified.store(on, Ordering::Relaxed);
     }
 
     pub fn note_repaired(&self) {
