@@ -252,6 +252,30 @@ pub struct ServerArgs {
     /// Deadline of one RPC between nodes. [default: 2000]
     #[arg(long)]
     pub rpc_timeout_ms: Option<u64>,
+
+    /// Deadline of one member's answer when this node fetches a good copy of a value that failed
+    /// its checksum (repair); members are asked one after another, the primary first.
+    /// [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub repair_timeout_ms: Option<u64>,
+
+    /// Keys per second the background scrubber verifies against their checksums (keys reported
+    /// or suspected first); 0 turns the background pass off (suspected keys are still checked).
+    /// [default: 10000]
+    #[arg(long)]
+    pub scrub_keys_per_sec: Option<u64>,
+
+    /// Value bytes per second the scrubber verifies, at most; the lower of the two rates
+    /// applies. [default: 33554432]
+    #[arg(long)]
+    pub scrub_bytes_per_sec: Option<u64>,
+
+    /// BENCHMARKS ONLY: GET, MGET, STRLEN and GETRANGE return stored values without verifying
+    /// their checksum, so scripts/bench-integrity.sh can measure what verification costs. A
+    /// damaged value would reach clients: never use it otherwise. Hidden from --help.
+    /// [default: false]
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub bench_unverified_reads: Option<bool>,
 }
 
 /// When a write is acknowledged to the client.
@@ -372,6 +396,12 @@ pub struct ServerConfig {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
     pub rpc_timeout: Duration,
+    pub repair_timeout: Duration,
+    /// Scrubber rates; keys 0: no background pass.
+    pub scrub_keys_per_sec: u64,
+    pub scrub_bytes_per_sec: u64,
+    /// Benchmarks only (see the flag).
+    pub bench_unverified_reads: bool,
 }
 
 macro_rules! merge {
@@ -396,6 +426,13 @@ fn rebuild_mode(
         )),
     }
 }
+
+/// Bounds of `--repair-timeout-ms`.
+pub const REPAIR_TIMEOUT_MS_MIN: u64 = 10;
+pub const REPAIR_TIMEOUT_MS_MAX: u64 = 60_000;
+
+/// Highest `--scrub-keys-per-sec` (a million keys a second is already most of a core).
+pub const SCRUB_KEYS_PER_SEC_MAX: u64 = 1_000_000;
 
 /// `--proposals-in-flight-max` of a node started alone, and of a cluster member.
 const PROPOSALS_IN_FLIGHT_ALONE: usize = 2;
@@ -485,6 +522,10 @@ impl ServerConfig {
                 heartbeat_interval_ms,
                 election_timeout_ms,
                 rpc_timeout_ms,
+                repair_timeout_ms,
+                scrub_keys_per_sec,
+                scrub_bytes_per_sec,
+                bench_unverified_reads,
             );
         }
         let port = flags.port.unwrap_or(6379);
@@ -590,6 +631,23 @@ impl ServerConfig {
                 "--snapshot-chunk-bytes must be between 4096 and 16777216, got {snapshot_chunk_bytes}"
             ));
         }
+        let repair_timeout_ms = flags.repair_timeout_ms.unwrap_or(1000);
+        if !(REPAIR_TIMEOUT_MS_MIN..=REPAIR_TIMEOUT_MS_MAX).contains(&repair_timeout_ms) {
+            return Err(format!(
+                "--repair-timeout-ms must be between {REPAIR_TIMEOUT_MS_MIN} and {REPAIR_TIMEOUT_MS_MAX}, got \
+                 {repair_timeout_ms}"
+            ));
+        }
+        let scrub_keys_per_sec = flags.scrub_keys_per_sec.unwrap_or(10_000);
+        if scrub_keys_per_sec > SCRUB_KEYS_PER_SEC_MAX {
+            return Err(format!(
+                "--scrub-keys-per-sec must be at most {SCRUB_KEYS_PER_SEC_MAX}, got {scrub_keys_per_sec}"
+            ));
+        }
+        let scrub_bytes_per_sec = positive(
+            "scrub-bytes-per-sec",
+            flags.scrub_bytes_per_sec.unwrap_or(32 << 20),
+        )?;
         let durability = match &flags.durability {
             Some(d) => d.parse::<Durability>().map_err(|e| format!("--{e}"))?,
             None => Durability::Majority,
@@ -701,6 +759,10 @@ impl ServerConfig {
                 "rpc-timeout-ms",
                 flags.rpc_timeout_ms.unwrap_or(2000),
             )?),
+            repair_timeout: Duration::from_millis(repair_timeout_ms),
+            scrub_keys_per_sec,
+            scrub_bytes_per_sec,
+            bench_unverified_reads: flags.bench_unverified_reads.unwrap_or(false),
         })
     }
 }
@@ -787,6 +849,13 @@ mod tests {
         ])
         .is_err());
         assert!(parse_flags(&["--snapshot-chunk-bytes", "1"]).is_err());
+        assert!(parse_flags(&["--repair-timeout-ms", "0"]).is_err());
+        assert!(parse_flags(&["--repair-timeout-ms", "60001"]).is_err());
+        assert!(parse_flags(&["--scrub-keys-per-sec", "1000001"]).is_err());
+        assert!(parse_flags(&["--scrub-bytes-per-sec", "0"]).is_err());
+        let c = parse_flags(&["--scrub-keys-per-sec", "0", "--bench-unverified-reads"]).unwrap();
+        assert_eq!(c.scrub_keys_per_sec, 0, "0 turns the background pass off");
+        assert!(c.bench_unverified_reads);
         let c = parse_flags(&["--durability", "all", "--initial-cluster", "1=h:1"]).unwrap();
         assert_eq!(c.durability, Durability::All);
     }
@@ -800,6 +869,12 @@ mod tests {
         assert_eq!(c.proto_max_bulk_len, 512 << 20);
         assert_eq!(c.cluster_port, 16379);
         assert!(!c.enable_debug_commands);
+        assert_eq!(c.repair_timeout, Duration::from_millis(1000));
+        assert_eq!(
+            (c.scrub_keys_per_sec, c.scrub_bytes_per_sec),
+            (10_000, 32 << 20)
+        );
+        assert!(!c.bench_unverified_reads, "reads are verified unless asked");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+use crate::consensus::damage::{DamageStats, ScrubProgress, Source};
 use crate::consensus::status::{MemberStatus, ReplicationStatus, Role};
 use crate::consensus::Node;
 
@@ -322,7 +323,8 @@ fn route(request: &Request, node: &Node, default_max_lag_ms: u64) -> Response {
         _ => Response {
             status: 200,
             content_type: PROMETHEUS_TEXT,
-            body: render_metrics(&node.status(), &node.log.stats()),
+            body: render_metrics(&node.status(), &node.log.stats())
+                + &render_integrity_metrics(&node.damage.stats(), &node.damage.scrub),
         },
     }
 }
@@ -549,6 +551,86 @@ pub fn render_metrics(status: &ReplicationStatus, log: &LogStats) -> String {
         "tandem_log_cache_bytes",
         "Payload bytes held in the log read cache.",
         log.cache_bytes as u64,
+    );
+    m.out
+}
+
+/// Damaged copies per source and kind, the quarantine and the scrubber (`consensus/damage.rs`).
+pub fn render_integrity_metrics(stats: &DamageStats, scrub: &ScrubProgress) -> String {
+    let mut m = Exposition::default();
+    type Field = fn(&(u64, u64, u64)) -> u64;
+    let families: [(&str, &str, Field); 3] = [
+        (
+            "tandem_corruption_detected_total",
+            "Values found failing their checksum (or received damaged), by where they were found.",
+            |c| c.0,
+        ),
+        (
+            "tandem_corruption_repaired_total",
+            "Damaged copies replaced with a good copy from another member (or received again intact).",
+            |c| c.1,
+        ),
+        (
+            "tandem_corruption_unrepairable_total",
+            "Damaged keys no member had a good copy of (each then quarantined).",
+            |c| c.2,
+        ),
+    ];
+    for (name, help, field) in families {
+        m.family(name, Counter, help);
+        for (i, source) in Source::ALL.iter().enumerate() {
+            m.sample(
+                name,
+                &[("source", source.name())],
+                field(&stats.by_source[i]),
+            );
+        }
+    }
+    m.gauge(
+        "tandem_quarantined_keys",
+        "Keys whose copy here is damaged and that no member could repair (DIGEST.QUARANTINE).",
+        stats.quarantined as u64,
+    );
+    m.gauge(
+        "tandem_repairs_in_flight",
+        "Keys being repaired from other members right now.",
+        stats.repairs_in_flight as u64,
+    );
+    m.gauge(
+        "tandem_scrub_suspects",
+        "Keys waiting for the scrubber to check them first.",
+        stats.suspects as u64,
+    );
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    m.counter(
+        "tandem_scrub_keys_checked_total",
+        "Keys the scrubber verified.",
+        load(&scrub.keys_checked),
+    );
+    m.counter(
+        "tandem_scrub_bytes_checked_total",
+        "Value bytes the scrubber verified.",
+        load(&scrub.bytes_checked),
+    );
+    m.counter(
+        "tandem_scrub_passes_total",
+        "Full passes of the scrubber over the keyspace.",
+        load(&scrub.passes_completed),
+    );
+    m.gauge(
+        "tandem_scrub_last_full_pass_timestamp_seconds",
+        "Unix time the scrubber last completed a full pass (0: never).",
+        load(&scrub.last_pass_end_unix_ms) / 1000,
+    );
+    m.counter(
+        "tandem_scrub_faults_found_total",
+        "Damaged keys the scrubber found.",
+        load(&scrub.faults_found),
+    );
+    m.counter(
+        "tandem_scrub_repairs_total",
+        "Damaged keys the scrubber found and repaired.",
+        load(&scrub.repairs),
     );
     m.out
 }

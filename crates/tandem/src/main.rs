@@ -134,6 +134,9 @@ async fn serve(config: ServerConfig) -> std::io::Result<()> {
         },
         cluster_bind: std::net::SocketAddr::new(config.bind, config.cluster_port),
         rebuild: config.rebuild,
+        repair: tandem::consensus::damage::RepairConfig {
+            peer_timeout: config.repair_timeout,
+        },
     };
     let node = Node::start(consensus).await?;
     tandem::server::run(config, node).await

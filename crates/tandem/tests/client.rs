@@ -173,6 +173,12 @@ fn a_verified_read_falls_back_from_corrupted_replicas_and_reports_them() {
     );
     let rt = runtime();
     let p = cluster.primary();
+    // Damaged copies stay damaged: this test is about what the client does with them (a node
+    // otherwise repairs its copy from the other members when it is read).
+    for n in &cluster.nodes {
+        let f = n.server.conn().cmd(&["DEBUG", "REPAIR", "OFF"]);
+        assert!(f.is_ok(), "DEBUG REPAIR OFF: {f}");
+    }
     let client = rt
         .block_on(Client::connect(
             &[&addr(&cluster, p)],

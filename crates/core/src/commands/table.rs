@@ -3,8 +3,8 @@
 //! server's COMMAND COUNT / INFO / DOCS / LIST.
 //!
 //! The entries (`table/specs.rs`) are generated from redis-server 7.0's own COMMAND INFO and
-//! COMMAND DOCS, plus Tandem's own commands (DIGEST.GET, DIGEST.SET, DIGEST.REPORT, POSITION,
-//! WAITPOS, MEMBERSHIP) and SENTINEL written by hand.
+//! COMMAND DOCS, plus Tandem's own commands (DIGEST.GET, DIGEST.SET, DIGEST.REPORT,
+//! DIGEST.QUARANTINE, POSITION, WAITPOS, MEMBERSHIP) and SENTINEL written by hand.
 
 mod specs;
 

@@ -67,6 +67,12 @@ pub enum Request {
     },
     /// A membership change, forwarded to the primary.
     Admin(AdminOp),
+    /// This node's copy of `key` is damaged: send yours, once you have applied at least
+    /// `min_applied_index` (`repair.rs`).
+    FetchValue {
+        key: Bytes,
+        min_applied_index: u64,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -119,6 +125,28 @@ pub enum Response {
     Rebuilt {
         was_voter: bool,
     },
+    /// The answer to `FetchValue`: the copy as of `applied_index`, the answering node's applied
+    /// position when it read it.
+    Value {
+        copy: ValueCopy,
+        applied_index: u64,
+    },
+}
+
+/// A member's copy of one key, for a node repairing its own (`repair.rs`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum ValueCopy {
+    /// The key is not stored there.
+    Absent,
+    /// Stored, and the value verifies against its checksum (the receiver verifies it again).
+    Intact {
+        value: Bytes,
+        checksum: tandem_checksum::Checksum,
+        /// Absolute deadline in ms, or `tandem_core::keyspace::NO_EXPIRY`.
+        expire_at_ms: i64,
+    },
+    /// Stored, but damaged there too: never sent.
+    Damaged,
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, String> {

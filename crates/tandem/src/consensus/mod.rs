@@ -6,6 +6,8 @@
 //! - [`network`]: openraft's network factory over the transport, and the context both
 //!   directions share; [`messages`]: what nodes say to each other; [`service`]: the receiving
 //!   side; [`snapshot_transfer`]: snapshots streamed to replicas.
+//! - [`repair`]: a damaged copy is replaced with a good one fetched from another member;
+//!   [`damage`]: what was found, repaired and quarantined, per source.
 //! - [`identity`]: the data dir's identity file (cluster, node, incarnation).
 //! - [`membership`]: bootstrap, join, promote/demote/remove through one admin path.
 //! - [`lag`]: how stale a replica's data may be; [`retention`]: how much log is kept.
@@ -17,6 +19,7 @@
 //!   uses to propose writes and wait for linearizable reads.
 
 pub mod combiner;
+pub mod damage;
 pub mod detach;
 pub mod identity;
 pub mod lag;
@@ -27,6 +30,7 @@ pub mod network;
 pub mod node;
 pub mod read_barrier;
 pub mod rebuild;
+pub mod repair;
 pub mod retention;
 pub mod service;
 pub mod snapshot_transfer;

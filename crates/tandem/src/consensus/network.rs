@@ -45,6 +45,10 @@ pub struct Faults {
     pub interrupt_snapshot_after: AtomicU32,
     /// Corrupt the next N outgoing requests of any kind.
     pub corrupt_requests: AtomicU32,
+    /// Damage a value (not its checksum) in each of the next N outgoing appends that carry one,
+    /// before framing: the frame CRC holds, the value's checksum does not (`DEBUG
+    /// CORRUPT-APPEND`).
+    pub corrupt_append_values: AtomicU32,
 }
 
 impl Faults {
@@ -357,6 +361,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         } else {
             None
         };
+        let faults = &self.ctx.faults;
+        if Faults::take(&faults.corrupt_append_values) && !super::repair::corrupt_a_value(&mut rpc)
+        {
+            // A heartbeat, or entries without a value: the fault waits for the next append.
+            faults.corrupt_append_values.fetch_add(1, Ordering::Relaxed);
+        }
         let quorum_age_ms = self.ctx.quorum_age().map(|d| d.as_millis() as u64);
         match self
             .call(&Request::Append { rpc, quorum_age_ms }, &option)

@@ -23,6 +23,7 @@ use tandem_log::{FsyncPolicy, Log, LogConfig};
 use tracing::{info, warn};
 
 use super::combiner::{Combiner, CombinerLimits};
+use super::damage::{Damage, RepairConfig};
 use super::identity::IdentityFile;
 use super::log_store::{LogStore, PurgeFloor};
 use super::network::{Network, PeerContext};
@@ -70,6 +71,8 @@ pub struct ConsensusConfig {
     pub cluster_bind: std::net::SocketAddr,
     /// When to rebuild from the peers instead of refusing damaged files (`rebuild.rs`).
     pub rebuild: RebuildMode,
+    /// How damaged copies are repaired from the other members (`repair.rs`).
+    pub repair: RepairConfig,
 }
 
 /// How much log the primary keeps beyond what snapshots cover, so a restarted or briefly
@@ -139,6 +142,8 @@ pub struct Node {
     pub rebuilding: std::sync::atomic::AtomicBool,
     /// Set when the node cannot go on (bootstrap refused): the server exits with it.
     pub fatal: parking_lot::Mutex<Option<String>>,
+    /// Damaged copies found, repaired and quarantined (`damage.rs`, `repair.rs`).
+    pub damage: Arc<Damage>,
     barrier: ReadBarrier,
     combiner: Combiner,
     _dir_lock: DirLock,
@@ -252,6 +257,10 @@ impl Node {
             Err(damage) => return Err(damage),
         };
 
+        // Before openraft starts applying: apply reports the damage it finds here.
+        let damage = Arc::new(Damage::new(config.repair));
+        sm.attach_damage(damage.clone());
+
         let raft_config = openraft::Config {
             cluster_name: "tandem".into(),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -337,6 +346,7 @@ impl Node {
             detach_lock: tokio::sync::Mutex::new(()),
             rebuilding: std::sync::atomic::AtomicBool::new(rebuilding),
             fatal: parking_lot::Mutex::new(None),
+            damage,
             barrier,
             combiner,
             _dir_lock: dir_lock,

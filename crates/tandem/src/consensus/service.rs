@@ -13,9 +13,11 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::{AppendEntriesResponse, SnapshotResponse};
 use openraft::storage::Snapshot;
 use parking_lot::Mutex;
+use tandem_core::keyspace::escape_key;
 use tandem_transport::Handler;
 use tracing::{info, warn};
 
+use super::damage::Source;
 use super::identity::display_cluster;
 use super::lag::LagTracker;
 use super::messages::{decode, encode, Hello, Request, Response, PROTOCOL_VERSION};
@@ -141,7 +143,18 @@ impl PeerService {
                         .checked_sub(Duration::from_millis(ms))
                         .unwrap_or(received)
                 });
+                // Corruption never spreads (DESIGN.md §2.5): an entry whose value fails its
+                // checksum is refused whole, before openraft sees it; the primary sends it again.
+                if let Some((index, key)) = super::repair::first_corrupt_entry(&rpc) {
+                    node.damage.refused(Source::Transport);
+                    let key = escape_key(key);
+                    warn!(index, key = %key, "refused an append: a value fails its checksum");
+                    return Err(format!(
+                        "entry {index}: the value of key '{key}' fails its checksum; refused, send it again"
+                    ));
+                }
                 let commit = rpc.leader_commit.map(|l| l.index()).unwrap_or(0);
+                let carried_entries = !rpc.entries.is_empty();
                 let r = raft.append_entries(rpc).await.map_err(|e| fail(&e))?;
                 if matches!(
                     r,
@@ -149,6 +162,9 @@ impl PeerService {
                 ) {
                     self.lag
                         .heard(received, valid_at, commit, node.applied_index());
+                    if carried_entries {
+                        node.damage.received_intact(Source::Transport);
+                    }
                 }
                 Response::Append(r)
             }
@@ -225,7 +241,19 @@ impl PeerService {
                 let this_meta = meta.clone();
                 let path = tokio::task::spawn_blocking(move || {
                     let sm = n.sm.clone();
-                    n.service.receiver.finish(&transfer, &this_meta, &sm)
+                    let failures = &n.service.receiver.progress.verify_failures;
+                    let failed_before = failures.load(Ordering::Relaxed);
+                    let finished = n.service.receiver.finish(&transfer, &this_meta, &sm);
+                    // A snapshot that fails verification is refused and sent again (counted as
+                    // damage found in a snapshot, repaired by the next one that verifies).
+                    match &finished {
+                        Ok(_) => n.damage.received_intact(Source::Snapshot),
+                        Err(_) if failures.load(Ordering::Relaxed) != failed_before => {
+                            n.damage.refused(Source::Snapshot)
+                        }
+                        Err(_) => {}
+                    }
+                    finished
                 })
                 .await
                 .map_err(|e| e.to_string())??;
@@ -256,6 +284,10 @@ impl PeerService {
             }
             Request::Join { node_id, addr } => node.admit(node_id, addr).await?,
             Request::Admin(op) => node.admin_local(op).await?,
+            Request::FetchValue {
+                key,
+                min_applied_index,
+            } => node.answer_fetch(key, min_applied_index).await,
         })
     }
 }

@@ -214,6 +214,9 @@ pub struct SyncProgress {
     pub bytes_since_start: AtomicU64,
     pub completed: AtomicU64,
     pub rejected: AtomicU64,
+    /// Received snapshots whose content failed verification (a block CRC, the whole-file
+    /// digest or a value's digest), among the rejected ones.
+    pub verify_failures: AtomicU64,
 }
 
 impl SyncProgress {
@@ -504,10 +507,15 @@ impl Receiver {
             // finish (trailer, whole-file digest). Otherwise load from the file.
             let fed_all = inc.feed.take().is_some();
             let streamed = inc.loader.take().and_then(|h| h.join().ok());
-            let (state, file_meta, _) = match streamed {
-                Some(loaded) if fed_all => loaded?,
-                _ => load_snapshot_file(&inc.path, false)?,
+            let loaded = match streamed {
+                Some(loaded) if fed_all => loaded,
+                _ => load_snapshot_file(&inc.path, false),
             };
+            let (state, file_meta, _) = loaded.inspect_err(|_| {
+                self.progress
+                    .verify_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            })?;
             if file_meta.last_log_id != meta.last_log_id
                 || file_meta.last_membership != meta.last_membership
             {

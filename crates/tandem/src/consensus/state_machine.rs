@@ -47,6 +47,9 @@ pub struct SnapshotStats {
     pub last_bytes: AtomicU64,
     pub last_unix_secs: AtomicU64,
     pub in_progress: std::sync::atomic::AtomicBool,
+    /// Values the snapshot loaded at start-up although they fail their digest (no better copy
+    /// was on disk): the scrubber repairs them from the other members first (`server/scrub.rs`).
+    pub loaded_damaged_values: AtomicU64,
 }
 
 pub struct SmShared {
@@ -60,6 +63,8 @@ pub struct SmShared {
     /// A received snapshot already loaded and verified (path, state), so installing it does not
     /// read it again.
     preloaded: Mutex<Option<(PathBuf, SnapshotMeta, SmState)>>,
+    /// Where apply reports damaged values and keys (set once, before openraft starts).
+    damage: std::sync::OnceLock<Arc<super::damage::Damage>>,
 }
 
 #[derive(Clone)]
@@ -240,10 +245,20 @@ impl StateMachine {
                 seq: AtomicU64::new(next_seq(&snapshots)),
                 stats: SnapshotStats::default(),
                 preloaded: Mutex::new(None),
+                damage: std::sync::OnceLock::new(),
             }),
         };
+        sm.shared
+            .stats
+            .loaded_damaged_values
+            .store(report.corrupt_values as u64, Ordering::Relaxed);
         sm.update_purge_floor()?;
         Ok((sm, report))
+    }
+
+    /// Has apply report the damage it finds to `damage` (`damage.rs`, `Damage::after_apply`).
+    pub fn attach_damage(&self, damage: Arc<super::damage::Damage>) {
+        let _ = self.shared.damage.set(damage);
     }
 
     /// Keeps a received, verified snapshot's state for the `install_snapshot` that follows.
@@ -426,7 +441,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 st.last_applied = Some(log_id);
                 match &entry.payload {
                     EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(proposal) => st.keyspace.apply(&proposal.0),
+                    EntryPayload::Normal(proposal) => {
+                        let corrupt_before = st.keyspace.integrity().corrupt_detected;
+                        let replies = st.keyspace.apply(&proposal.0);
+                        if let Some(damage) = self.shared.damage.get() {
+                            damage.after_apply(
+                                &st.keyspace,
+                                &proposal.0,
+                                log_id.index(),
+                                corrupt_before,
+                            );
+                        }
+                        replies
+                    }
                     EntryPayload::Membership(m) => {
                         st.membership = StoredMembership::new(Some(log_id), m.clone());
                         Vec::new()

@@ -149,6 +149,7 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
         "waitpos" => super::replication::waitpos(conn, args).await,
         "membership" => super::replication::membership(conn, args).await,
         "digest.report" => super::integrity::report(conn, args),
+        "digest.quarantine" => super::integrity::quarantine(conn),
         "save" | "bgsave" => match conn.shared.node.snapshot_now().await {
             Ok(()) if name == "save" => Frame::ok(),
             Ok(()) => Frame::Simple("Background saving started".into()),
@@ -684,6 +685,41 @@ fn debug(conn: &mut Conn, args: &[Bytes]) -> Frame {
                     Frame::ok()
                 }
                 None => Frame::error("ERR chunks must be between 0 and 1000000"),
+            }
+        }
+        ("repair", 3) => {
+            // DEBUG REPAIR OFF|ON: stop (or resume) repairing damaged copies from the other
+            // members, for tests of what clients see from a node that cannot repair.
+            let off = match lower(&args[2]).as_str() {
+                "off" => true,
+                "on" => false,
+                _ => return Frame::error("ERR DEBUG REPAIR takes ON or OFF"),
+            };
+            conn.shared
+                .node
+                .damage
+                .repair_off
+                .store(off, Ordering::Relaxed);
+            Frame::ok()
+        }
+        ("corrupt-append", 2..=3) => {
+            // DEBUG CORRUPT-APPEND [count]: damage a value (not its checksum) in each of the next
+            // `count` appends this node sends that carry one; replicas must refuse them.
+            match args
+                .get(2)
+                .map_or(Some(1), |a| parse_i64(a))
+                .filter(|n| (0..=1000).contains(n))
+            {
+                Some(n) => {
+                    conn.shared
+                        .node
+                        .ctx
+                        .faults
+                        .corrupt_append_values
+                        .store(n as u32, Ordering::Relaxed);
+                    Frame::ok()
+                }
+                None => Frame::error("ERR count must be between 0 and 1000"),
             }
         }
         ("corrupt-snapshot-chunk" | "corrupt-frame", 2..=4) => {

@@ -21,6 +21,7 @@ use tracing::debug;
 
 use super::clients::ClientInfo;
 use super::{admin, now_ms, pubsub, replication, Shared};
+use crate::consensus::damage::Source;
 
 /// Replies buffered beyond this are written out before the rest of the pipeline is processed.
 const OUT_FLUSH_BYTES: usize = 64 * 1024;
@@ -314,6 +315,15 @@ impl Conn {
                         self.flush_pending().await;
                         verdict = self.verify_stored(&w);
                     }
+                    if verdict.is_err() {
+                        // This node's copy is damaged: repair it from another member, then
+                        // look again (the write is proposed only over verified bytes).
+                        self.flush_pending().await;
+                        let node = shared.node.clone();
+                        if node.repair_damaged(&w.value_keys(), Source::Read).await {
+                            verdict = self.verify_stored(&w);
+                        }
+                    }
                     if let Err(frame) = verdict {
                         self.flush_pending().await;
                         return self.reply(frame);
@@ -346,12 +356,20 @@ impl Conn {
                     }
                     self.barrier_fresh = true;
                 }
-                let frame = shared
+                let mut frame = shared
                     .node
                     .state()
                     .read()
                     .keyspace
                     .read(&r, self.ctx.now_ms);
+                if is_corrupt(&frame) {
+                    // Never the damaged bytes: repair from another member (network, outside
+                    // the lock), then read again; still CORRUPT if no member had a good copy.
+                    let node = shared.node.clone();
+                    if node.repair_damaged(&r.value_keys(), Source::Read).await {
+                        frame = node.state().read().keyspace.read(&r, self.ctx.now_ms);
+                    }
+                }
                 self.reply(frame);
             }
             Some(Err(frame)) => {
@@ -531,6 +549,12 @@ impl Conn {
                 .collect(),
         )
     }
+}
+
+/// A `-CORRUPT` reply (the keyspace's, see `tandem_core::keyspace`): a stored value failed its
+/// checksum.
+pub fn is_corrupt(frame: &Frame) -> bool {
+    matches!(frame, Frame::Error(e) if e.starts_with("CORRUPT "))
 }
 
 /// Redis 7's reply to an unknown command.

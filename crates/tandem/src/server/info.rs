@@ -221,6 +221,9 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
                     reports.confirmed.load(Ordering::Relaxed).to_string(),
                 ),
             ]
+            .into_iter()
+            .chain(damage_fields(node))
+            .collect()
         }
         "cpu" => {
             let (user, sys) = cpu_times();
@@ -231,6 +234,113 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
         }
         _ => Vec::new(),
     }
+}
+
+/// Most quarantined keys INFO integrity names (`quarantined_key0`...); DIGEST.QUARANTINE lists
+/// more.
+const QUARANTINE_INFO_KEYS_MAX: usize = 16;
+
+/// INFO integrity: damage per source, the quarantine and the scrubber (`consensus/damage.rs`).
+fn damage_fields(node: &crate::consensus::Node) -> Vec<(&'static str, String)> {
+    use crate::consensus::damage::Source;
+    // Field names are &'static: one per (kind, source).
+    const NAMES: [[&str; 3]; 5] = [
+        [
+            "corrupt_detected_read",
+            "corrupt_repaired_read",
+            "corrupt_unrepairable_read",
+        ],
+        [
+            "corrupt_detected_scrub",
+            "corrupt_repaired_scrub",
+            "corrupt_unrepairable_scrub",
+        ],
+        [
+            "corrupt_detected_apply",
+            "corrupt_repaired_apply",
+            "corrupt_unrepairable_apply",
+        ],
+        [
+            "corrupt_detected_snapshot",
+            "corrupt_repaired_snapshot",
+            "corrupt_unrepairable_snapshot",
+        ],
+        [
+            "corrupt_detected_transport",
+            "corrupt_repaired_transport",
+            "corrupt_unrepairable_transport",
+        ],
+    ];
+    let d = node.damage.stats();
+    let mut f = Vec::new();
+    for (i, _) in Source::ALL.iter().enumerate() {
+        let (detected, repaired, unrepairable) = d.by_source[i];
+        f.push((NAMES[i][0], detected.to_string()));
+        f.push((NAMES[i][1], repaired.to_string()));
+        f.push((NAMES[i][2], unrepairable.to_string()));
+    }
+    f.push(("repairs_in_flight", d.repairs_in_flight.to_string()));
+    f.push(("scrub_suspects", d.suspects.to_string()));
+    f.push(("scrub_suspects_dropped", d.suspects_dropped.to_string()));
+    f.push(("quarantined_keys", d.quarantined.to_string()));
+    f.push(("quarantine_dropped", d.quarantine_dropped.to_string()));
+    const KEY_FIELDS: [&str; QUARANTINE_INFO_KEYS_MAX] = [
+        "quarantined_key0",
+        "quarantined_key1",
+        "quarantined_key2",
+        "quarantined_key3",
+        "quarantined_key4",
+        "quarantined_key5",
+        "quarantined_key6",
+        "quarantined_key7",
+        "quarantined_key8",
+        "quarantined_key9",
+        "quarantined_key10",
+        "quarantined_key11",
+        "quarantined_key12",
+        "quarantined_key13",
+        "quarantined_key14",
+        "quarantined_key15",
+    ];
+    for (i, (key, q)) in node
+        .damage
+        .quarantined(QUARANTINE_INFO_KEYS_MAX)
+        .into_iter()
+        .enumerate()
+    {
+        f.push((
+            KEY_FIELDS[i],
+            format!(
+                "key={},source={},seconds={}",
+                tandem_core::keyspace::escape_key(&key).replace(',', "\\x2c"),
+                q.source.name(),
+                q.since.elapsed().as_secs()
+            ),
+        ));
+    }
+    let s = &node.damage.scrub;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
+    f.push((
+        "scrub_enabled",
+        u8::from(s.enabled.load(Ordering::Relaxed)).to_string(),
+    ));
+    f.push(("scrub_keys_per_sec", load(&s.keys_per_sec)));
+    f.push(("scrub_bytes_per_sec", load(&s.bytes_per_sec)));
+    f.push(("scrub_passes_completed", load(&s.passes_completed)));
+    f.push((
+        "scrub_last_full_pass_unix_ms",
+        load(&s.last_pass_end_unix_ms),
+    ));
+    f.push((
+        "scrub_last_pass_duration_ms",
+        load(&s.last_pass_duration_ms),
+    ));
+    f.push(("scrub_pass_keys_checked", load(&s.pass_keys)));
+    f.push(("scrub_keys_checked", load(&s.keys_checked)));
+    f.push(("scrub_bytes_checked", load(&s.bytes_checked)));
+    f.push(("scrub_faults_found", load(&s.faults_found)));
+    f.push(("scrub_repairs", load(&s.repairs)));
+    f
 }
 
 fn human(bytes: u64) -> String {

@@ -7,12 +7,16 @@
 //! naming the client and the key, counts the report, and answers `+OK` whatever it found: the
 //! report is a hint, and the client has already read a good copy elsewhere.
 //!
-//! What a report does not do yet: repair. A confirmed report (this node's copy fails its
-//! checksum) is only counted and logged here. Fetching a good copy from another replica and
-//! restoring it (`Keyspace::repair_value`) is a separate step to be wired in from this function;
-//! until then an operator repairs the node (for instance by resyncing it) after the warning. An
-//! unconfirmed report (the copy verifies here) points at the path between the node and the client
-//! instead: the network, a proxy, or the client itself.
+//! A confirmed report (this node's copy fails its checksum) starts the repair of the key from
+//! another member at once, in the background (`consensus/repair.rs`, source `read`); every
+//! reported key is also queued for the scrubber to check first. An unconfirmed report (the copy
+//! verifies here) points at the path between the node and the client instead: the network, a
+//! proxy, or the client itself.
+//!
+//! `DIGEST.QUARANTINE` lists the keys no member could repair (`consensus/damage.rs`): one
+//! `[key, source, reason, seconds in quarantine]` array each, in key order, at most
+//! [`QUARANTINE_LIST_MAX`]. A listed key that verifies again (rewritten, deleted) is released
+//! as it is listed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,6 +27,7 @@ use tandem_core::{Frame, ReadCmd};
 use tracing::warn;
 
 use super::connection::Conn;
+use crate::consensus::damage::Source;
 
 /// Counters of the reports received, for INFO integrity. Atomic because every connection task
 /// counts into them without a lock.
@@ -64,6 +69,12 @@ pub fn report(conn: &Conn, args: &[Bytes]) -> Frame {
     if own == OwnCopy::Corrupt {
         reports.confirmed.fetch_add(1, Ordering::Relaxed);
     }
+    let node = conn.shared.node.clone();
+    node.damage.suspect(key.clone(), None);
+    if own == OwnCopy::Corrupt {
+        let key = key.clone();
+        tokio::spawn(async move { node.repair_damaged(&[&key], Source::Read).await });
+    }
     let client_name = conn.info.meta.lock().name.clone();
     warn!(
         client_id = conn.info.id,
@@ -75,6 +86,29 @@ pub fn report(conn: &Conn, args: &[Bytes]) -> Frame {
         "a client reports that this node served a copy that failed its digest check"
     );
     Frame::ok()
+}
+
+/// Most entries `DIGEST.QUARANTINE` lists.
+pub const QUARANTINE_LIST_MAX: usize = 1000;
+
+/// `DIGEST.QUARANTINE` (arity checked by the command table).
+pub fn quarantine(conn: &Conn) -> Frame {
+    let node = &conn.shared.node;
+    let listed = node.damage.quarantined(QUARANTINE_LIST_MAX);
+    let mut out = Vec::with_capacity(listed.len());
+    for (key, entry) in listed {
+        if !node.state().read().keyspace.is_damaged(&key) {
+            node.damage.release(&key);
+            continue;
+        }
+        out.push(Frame::Array(vec![
+            Frame::Bulk(key),
+            Frame::bulk(entry.source.name()),
+            Frame::bulk(entry.reason),
+            Frame::Integer(entry.since.elapsed().as_secs() as i64),
+        ]));
+    }
+    Frame::Array(out)
 }
 
 /// Re-verifies this node's copy of `key` through the same read `DIGEST.GET` does, so a report

@@ -11,7 +11,8 @@
 //!   reads on a replica.
 //! - [`failover`]: FAILOVER (planned switchover); [`sentinel`]: the Sentinel discovery subset and
 //!   the `+switch-master` announcements; [`pubsub`]: node-local Pub/Sub.
-//! - [`integrity`]: DIGEST.REPORT, clients reporting a copy that failed their digest check.
+//! - [`integrity`]: DIGEST.REPORT, clients reporting a copy that failed their digest check, and
+//!   DIGEST.QUARANTINE; [`scrub`]: the background verification of every stored value.
 
 pub mod admin;
 pub mod clients;
@@ -22,6 +23,7 @@ pub mod info;
 pub mod integrity;
 pub mod pubsub;
 pub mod replication;
+pub mod scrub;
 pub mod sentinel;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +113,14 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
     }
     info!("ready to accept connections on {addr}");
     tokio::spawn(expiry::run(shared.clone()));
+    tokio::spawn(scrub::run(shared.clone()));
+    if shared.config.bench_unverified_reads {
+        warn!("--bench-unverified-reads: plain reads do not verify checksums (benchmarks only)");
+        node.state()
+            .read()
+            .keyspace
+            .set_reads_unverified(true);
+    }
     tokio::spawn(sentinel::announce_switches(shared.clone()));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut failure = None;

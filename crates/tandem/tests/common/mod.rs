@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod damage;
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
