@@ -18,10 +18,17 @@
 //!   measurement itself (the POSITION round trip is reported separately).
 //! - `load`: exactly `--keys` keys `key:%012d` (0..keys), pipelined `--pipeline` deep, with the
 //!   values `scripts/bench/gen_resp.py` gives them (`gen_resp.py --value-of I` prints one).
+//! - `failover`, `switchover` (`scripts/bench-failover.sh`): writers follow the primary through a
+//!   `kill -9` (`--kill-cmd`) or a planned switch (`--switch-cmd`) that the mode runs itself after
+//!   the warm-up; they report the time to the first write acknowledged by the new primary, the
+//!   longest gap between acknowledged writes, and the acknowledged writes that did not read back.
+//!   Errors and timeouts are expected there: they are counted, and exit status 1 means only that
+//!   the trial could not be measured (no new primary, no read-back). See `failover.rs`.
 //!
 //! Modules: `resp` is the connection (command encoder, strict reply parser); `stats` keeps
-//! latency samples and error counts.
+//! latency samples and error counts; `failover` is the two failover modes.
 
+mod failover;
 mod resp;
 mod stats;
 
@@ -40,6 +47,16 @@ enum Mode {
     Get,
     Lag,
     Load,
+    Failover,
+    Switchover,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum DiscoverArg {
+    /// Try the --nodes addresses in order; a node that refuses the write is skipped.
+    Nodes,
+    /// Ask the --sentinels: SENTINEL get-master-addr-by-name --master-name.
+    Sentinel,
 }
 
 #[derive(Parser, Debug)]
@@ -55,16 +72,17 @@ struct Args {
     host: String,
     #[arg(short = 'p', long, default_value_t = 6379)]
     port: u16,
-    /// Connections, each a closed loop.
-    #[arg(short = 'c', long, default_value_t = 50)]
-    clients: usize,
+    /// Connections, each a closed loop [default: 50; 8 in failover and switchover].
+    #[arg(short = 'c', long)]
+    clients: Option<usize>,
     /// Run for this many seconds (after the warm-up).
     #[arg(long)]
     duration: Option<f64>,
     /// Run this many operations in total (instead of --duration).
     #[arg(short = 'n', long)]
     requests: Option<u64>,
-    /// Seconds of load before measuring starts (only with --duration).
+    /// Seconds of load before measuring starts (only with --duration); failover and switchover:
+    /// seconds of writes before the event command.
     #[arg(long, default_value_t = 0.0)]
     warmup: f64,
     /// Keys are drawn uniformly from key:000000000000 .. key:(keyspace-1).
@@ -106,6 +124,44 @@ struct Args {
     /// Seed of the key choice (each connection adds its number).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// failover/switchover: how the writers find the primary.
+    #[arg(long, value_enum, default_value = "nodes")]
+    discover: DiscoverArg,
+    /// failover/switchover: HOST:PORT,... of the nodes (--discover nodes).
+    #[arg(long, value_delimiter = ',')]
+    nodes: Vec<String>,
+    /// failover/switchover: HOST:PORT,... of the sentinels (--discover sentinel).
+    #[arg(long, value_delimiter = ',')]
+    sentinels: Vec<String>,
+    /// failover/switchover: the name the sentinels monitor the primary by.
+    #[arg(long, default_value = "mymaster")]
+    master_name: String,
+    /// failover: shell command run after the warm-up that kills the primary (`kill -9 PID`).
+    #[arg(long)]
+    kill_cmd: Option<String>,
+    /// switchover: shell command run after the warm-up that starts the switch
+    /// (`redis-cli -p PORT FAILOVER`); an error reply in its output fails the trial.
+    #[arg(long)]
+    switch_cmd: Option<String>,
+    /// failover/switchover: the trial number, part of every key (fo:<trial>:<writer>:<seq>).
+    #[arg(long, default_value_t = 1)]
+    trial: u64,
+    /// failover/switchover: seconds of writes after the first acknowledged by the new primary.
+    #[arg(long, default_value_t = 1.0)]
+    after: f64,
+    /// failover/switchover: seconds to wait for a new primary before giving up.
+    #[arg(long, default_value_t = 60.0)]
+    max_wait: f64,
+    /// failover/switchover: seconds between the end of the load and the read-back.
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+    /// failover/switchover: shell command run once the load has stopped, before --settle and the
+    /// read-back (e.g. a wait for the script to restart the killed node).
+    #[arg(long)]
+    settle_cmd: Option<String>,
+    /// failover/switchover: a write without a reply within this is not acknowledged.
+    #[arg(long, default_value_t = 500)]
+    request_timeout_ms: u64,
 }
 
 /// When a run stops: a deadline, or a shared budget of operations.
@@ -170,7 +226,7 @@ struct Plan {
 }
 
 /// The printable filler of `scripts/bench/gen_resp.py` (same generator, same alphabet).
-fn filler(size: usize) -> Vec<u8> {
+pub(crate) fn filler(size: usize) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut x: u64 = 0x2545_F491;
     (0..size)
@@ -277,7 +333,9 @@ async fn client_loop(
                         Ok(false)
                     }
                 },
-                Mode::Load => unreachable!("load has its own loop"),
+                Mode::Load | Mode::Failover | Mode::Switchover => {
+                    unreachable!("these modes have their own loops")
+                }
             }
         }
         .await;
@@ -409,13 +467,57 @@ fn fmt_ms(x: f64) -> String {
     format!("{x:.3}")
 }
 
+/// Seconds from the command line as a duration (negative or not a number: zero).
+fn duration_arg(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
+}
+
+async fn run_failover(args: Args) -> Result<bool, String> {
+    let writers = args.clients.unwrap_or(8);
+    let interval = match args.rate {
+        Some(r) if r > 0.0 => Some(Duration::from_secs_f64(writers as f64 / r)),
+        Some(_) => return Err("--rate must be positive".into()),
+        None => None,
+    };
+    let (event, cmd) = match args.mode {
+        Mode::Failover => (failover::Event::Kill, args.kill_cmd),
+        _ => (failover::Event::Switch, args.switch_cmd),
+    };
+    failover::run(failover::Config {
+        event,
+        event_cmd: cmd.unwrap_or_default(),
+        discover: match args.discover {
+            DiscoverArg::Nodes => failover::Discover::Nodes,
+            DiscoverArg::Sentinel => failover::Discover::Sentinel,
+        },
+        nodes: args.nodes,
+        sentinels: args.sentinels,
+        master_name: args.master_name,
+        writers,
+        trial: args.trial,
+        value_size: args.value_size,
+        warmup: duration_arg(args.warmup),
+        after: duration_arg(args.after),
+        max_wait: duration_arg(args.max_wait),
+        settle: duration_arg(args.settle),
+        settle_cmd: args.settle_cmd,
+        request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        interval,
+    })
+    .await
+}
+
 async fn run(args: Args) -> Result<bool, String> {
+    if matches!(args.mode, Mode::Failover | Mode::Switchover) {
+        return run_failover(args).await;
+    }
     let addr = format!("{}:{}", args.host, args.port);
-    if args.clients == 0 {
+    let clients = args.clients.unwrap_or(50);
+    if clients == 0 {
         return Err("--clients must be at least 1".into());
     }
-    let mut conns = Vec::with_capacity(args.clients);
-    for _ in 0..args.clients {
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
         conns.push(
             Conn::connect(&addr)
                 .await
@@ -426,7 +528,7 @@ async fn run(args: Args) -> Result<bool, String> {
 
     if args.mode == Mode::Load {
         let start = Instant::now();
-        let per = args.keys.div_ceil(args.clients as u64);
+        let per = args.keys.div_ceil(clients as u64);
         let mut handles = Vec::new();
         for (i, c) in conns.into_iter().enumerate() {
             let first = (i as u64 * per).min(args.keys);
@@ -476,7 +578,7 @@ async fn run(args: Args) -> Result<bool, String> {
         if args.sample_every == 0 {
             return Err("--sample-every must be at least 1".into());
         }
-        for _ in 0..args.clients {
+        for _ in 0..clients {
             replicas.push(Some(
                 Conn::connect(r)
                     .await
@@ -484,7 +586,7 @@ async fn run(args: Args) -> Result<bool, String> {
             ));
         }
     } else {
-        replicas.resize_with(args.clients, || None);
+        replicas.resize_with(clients, || None);
     }
 
     let cpu0 = own_cpu_secs();
@@ -498,7 +600,7 @@ async fn run(args: Args) -> Result<bool, String> {
         _ => return Err("give exactly one of --duration and --requests".into()),
     };
     let interval = match args.rate {
-        Some(r) if r > 0.0 => Some(Duration::from_secs_f64(args.clients as f64 / r)),
+        Some(r) if r > 0.0 => Some(Duration::from_secs_f64(clients as f64 / r)),
         Some(_) => return Err("--rate must be positive".into()),
         None => None,
     };
@@ -550,7 +652,7 @@ async fn run(args: Args) -> Result<bool, String> {
         total.ops,
         secs,
         rate,
-        args.clients,
+        clients,
         args.rate.map(|r| format!(", paced to {r:.0} ops/s")).unwrap_or_default(),
         fmt_ms(l.mean_ms()),
         fmt_ms(l.percentile_ms(50.0)),
@@ -560,7 +662,7 @@ async fn run(args: Args) -> Result<bool, String> {
     );
     let mut result = format!(
         "RESULT mode={mode} clients={} ops={} all_ops={} elapsed_s={:.3} ops_per_sec={:.0} p50_ms={} p99_ms={} p999_ms={} max_ms={} errors={} misses={} client_cpu_pct={:.0}",
-        args.clients,
+        clients,
         total.ops,
         total.all_ops,
         secs,
@@ -609,11 +711,13 @@ async fn run(args: Args) -> Result<bool, String> {
 }
 
 fn report_errors(errors: &Errors) {
+    report_errors_as("ERRORS", "the run is not a valid measurement", errors);
+}
+
+/// Prints the error counts, most frequent first, under `heading: N (note)`.
+pub(crate) fn report_errors_as(heading: &str, note: &str, errors: &Errors) {
     if errors.total() > 0 {
-        eprintln!(
-            "ERRORS: {} (the run is not a valid measurement); most frequent:",
-            errors.total()
-        );
+        eprintln!("{heading}: {} ({note}); most frequent:", errors.total());
         for (m, n) in errors.top(10) {
             eprintln!("  {n:>8}  {m}");
         }
