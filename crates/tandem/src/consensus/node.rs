@@ -140,6 +140,9 @@ pub struct Node {
     pub detach_lock: tokio::sync::Mutex<()>,
     /// Rebuilding from the peers after losing its files: it does not vote (`rebuild.rs`).
     pub rebuilding: std::sync::atomic::AtomicBool,
+    /// The primary accepted the rebuild: until then appends and snapshots are refused, so the
+    /// primary never sees this node's empty log before it allowed replication to start over.
+    pub rebuild_accepted: std::sync::atomic::AtomicBool,
     /// Set when the node cannot go on (bootstrap refused): the server exits with it.
     pub fatal: parking_lot::Mutex<Option<String>>,
     /// Damaged copies found, repaired and quarantined (`damage.rs`, `repair.rs`).
@@ -218,20 +221,38 @@ impl Node {
         let log_dir = dir.join("log");
         let snap_dir = dir.join("snapshots");
         let dir_lock = lock_data_dir(dir)?;
-        let mut rebuilding = config.rebuild == RebuildMode::Now;
-        if rebuilding {
+        let has_peers = config.initial_cluster.len() > 1 || config.join.is_some();
+        // A rebuild interrupted by a restart resumes: the node must not come back as an ordinary
+        // member with the partial log it had received.
+        let resumed = super::rebuild::in_progress(dir)?.is_some();
+        if resumed {
+            warn!(
+                "resuming the rebuild from the peers that was in progress ({} present)",
+                super::rebuild::MARKER_FILE
+            );
+        }
+        if config.rebuild == RebuildMode::Now && !resumed {
             if !dir.join(super::identity::IDENTITY_FILE).exists() {
                 return Err(io::Error::other(format!(
-                    "--rebuild-from-peers: data dir {} has no identity file, so this node belongs to no cluster to                      rebuild from; start it without the flag to add it as a new node",
+                    "--rebuild-from-peers: data dir {} has no identity file, so this node belongs to no cluster to \
+                     rebuild from; start it without the flag to add it as a new node",
                     dir.display()
                 )));
             }
+            if !has_peers {
+                return Err(io::Error::other(
+                    "--rebuild-from-peers needs the cluster's addresses: give the node its --initial-cluster or \
+                     --join HOST:PORT (any member's client address)",
+                ));
+            }
+            super::rebuild::mark(dir, false)?;
             let aside = super::rebuild::move_aside(dir)?;
             warn!(
                 "--rebuild-from-peers: moved the log and snapshots to {}; rebuilding from the peers",
                 aside.display()
             );
         }
+        let mut rebuilding = resumed || config.rebuild == RebuildMode::Now;
         let has_data = dir_has_files(&log_dir) || dir_has_files(&snap_dir);
         // A rebuild starts with an empty log on purpose, under the identity it keeps.
         let identity = Arc::new(IdentityFile::open(
@@ -241,11 +262,19 @@ impl Node {
         )?);
         let (log, sm, log_store) = match open_storage(&config, &log_dir, &snap_dir) {
             Ok(opened) => opened,
+            // Only damage (a failed check: kind Other/InvalidData) is rebuilt; a permission or
+            // full-disk error would be the same on every node and is the operator's to fix.
             Err(damage)
                 if config.rebuild == RebuildMode::OnDamage
                     && !rebuilding
+                    && has_peers
+                    && matches!(
+                        damage.kind(),
+                        io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                    )
                     && !identity.cluster_id().is_empty() =>
             {
+                super::rebuild::mark(dir, false)?;
                 let aside = super::rebuild::move_aside(dir)?;
                 warn!(
                     "--on-damage rebuild: {damage}; moved the log and snapshots to {} and rebuilding from the peers",
@@ -345,6 +374,7 @@ impl Node {
             switchover: Default::default(),
             detach_lock: tokio::sync::Mutex::new(()),
             rebuilding: std::sync::atomic::AtomicBool::new(rebuilding),
+            rebuild_accepted: std::sync::atomic::AtomicBool::new(false),
             fatal: parking_lot::Mutex::new(None),
             damage,
             barrier,

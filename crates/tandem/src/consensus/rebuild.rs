@@ -51,6 +51,41 @@ pub enum RebuildMode {
     OnDamage,
 }
 
+/// The file that marks a rebuild in progress (durable): a restart in the middle resumes the
+/// rebuild instead of starting as an ordinary member with a partial or empty log. It records
+/// whether the node was a voter, to promote it back at the end.
+pub const MARKER_FILE: &str = "REBUILDING";
+
+/// The rebuild in progress in `dir`, if any: `Some(was_voter)`.
+pub fn in_progress(dir: &Path) -> std::io::Result<Option<bool>> {
+    match std::fs::read_to_string(dir.join(MARKER_FILE)) {
+        Ok(text) => Ok(Some(text.lines().any(|l| l.trim() == "was_voter=true"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records (durably) that a rebuild is in progress, and whether the node was a voter.
+pub fn mark(dir: &Path, was_voter: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{MARKER_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(
+        f,
+        "# tandem: this node is rebuilding from its peers (rebuild.rs); it resumes on restart"
+    )?;
+    writeln!(f, "was_voter={was_voter}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(MARKER_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The rebuild is over.
+fn unmark(dir: &Path) -> std::io::Result<()> {
+    std::fs::remove_file(dir.join(MARKER_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Moves the log and snapshots of `dir` into `dir/damaged-<unix seconds>/`; returns that folder.
 pub fn move_aside(dir: &Path) -> std::io::Result<PathBuf> {
     let secs = std::time::SystemTime::now()
@@ -78,13 +113,33 @@ impl Node {
     /// Step 2-4 of the rebuild; runs until done.
     pub async fn rebuild_from_peers(self: Arc<Self>) {
         let me = self.config.node_id;
-        let was_voter = loop {
+        let dir = self.config.data_dir.clone();
+        let accepted_was_voter = loop {
             match self.request_rebuild().await {
                 Ok(v) => break v,
                 Err(e) => warn!("rebuild: {e}; retrying"),
             }
             tokio::time::sleep(RETRY_INTERVAL).await;
         };
+        // A rebuild resumed after a restart finds itself already demoted: the marker remembers.
+        let recorded = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || in_progress(&dir))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+                .unwrap_or(false)
+        };
+        let was_voter = accepted_was_voter || recorded;
+        if accepted_was_voter && !recorded {
+            let dir = dir.clone();
+            let saved = tokio::task::spawn_blocking(move || mark(&dir, true)).await;
+            if !matches!(saved, Ok(Ok(()))) {
+                warn!("rebuild: cannot record that node {me} was a voter: {saved:?}");
+            }
+        }
+        self.rebuild_accepted.store(true, Ordering::Relaxed);
         info!("rebuild: the primary accepted; receiving the data (was a voter: {was_voter})");
         loop {
             let caught_up = self
@@ -114,6 +169,11 @@ impl Node {
                 tokio::time::sleep(RETRY_INTERVAL).await;
             }
         }
+        // Removed last: a restart before this resumes the rebuild (harmless when already done).
+        match tokio::task::spawn_blocking(move || unmark(&dir)).await {
+            Ok(Ok(())) => info!("rebuild: done"),
+            other => warn!("rebuild: cannot remove the {MARKER_FILE} marker: {other:?}"),
+        }
     }
 
     /// Finds the primary through the configured addresses and asks it to accept the rebuild.
@@ -127,7 +187,10 @@ impl Node {
             .map(|(_, addr)| addr.clone())
             .collect();
         if let Some(join) = &self.config.join {
-            targets.push(ask_cluster_addr(join, self.ctx.rpc_timeout).await?);
+            match ask_cluster_addr(join, self.ctx.rpc_timeout).await {
+                Ok(addr) => targets.push(addr),
+                Err(e) => warn!("rebuild: --join {join}: {e}"),
+            }
         }
         if targets.is_empty() {
             return Err(

@@ -168,6 +168,20 @@ impl PeerService {
                 }
                 Response::Append(r)
             }
+            Request::Append { .. }
+            | Request::SnapshotOffer(_)
+            | Request::SnapshotChunk { .. }
+            | Request::SnapshotDone { .. }
+                if node.rebuilding.load(Ordering::Relaxed)
+                    && !node.rebuild_accepted.load(Ordering::Relaxed) =>
+            {
+                // Until the primary has allowed replication to start over for this node, it
+                // must not see the empty log (openraft would take it for a log going backwards).
+                return Err(format!(
+                    "node {} is rebuilding and waits for the primary to accept it",
+                    node.config.node_id
+                ));
+            }
             Request::Vote(_) | Request::PreVote(_) | Request::TransferLeader(_)
                 if node.rebuilding.load(Ordering::Relaxed) =>
             {
