@@ -216,6 +216,32 @@ fn damaged_copies_are_repaired_on_read_and_quarantined_when_no_member_has_one() 
         .conn()
         .cmd(&["DIGEST.QUARANTINE"]);
     assert_eq!(r, Frame::Array(vec![]), "DIGEST.QUARANTINE after SET");
+
+    phase("5. an MGET of 20 damaged keys: 16 repaired at once (the limit), the rest soon after");
+    let server = &cluster.nodes[replica].server;
+    let keys: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        cluster.write_ok(&["SET", k, &value("m", i)]);
+    }
+    cluster.assert_converged();
+    for k in &keys {
+        corrupt(server, k);
+    }
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    let raw = server.conn().cmd_raw(&mget);
+    assert!(
+        String::from_utf8_lossy(&raw).starts_with("-CORRUPT"),
+        "MGET of 20 damaged keys (16 repaired per request): {}",
+        show_bytes(&raw)
+    );
+    let want = Frame::Array((0..20).map(|i| Frame::bulk(value("m", i))).collect());
+    wait_for(
+        SETTLE_TIMEOUT,
+        "the other 4 to be repaired in the background",
+        || server.conn().cmd(&mget) == want,
+    );
+    cluster.assert_converged();
 }
 
 #[test]

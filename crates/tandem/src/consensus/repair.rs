@@ -370,14 +370,11 @@ impl Node {
         let m = self.raft.metrics().borrow_watched().clone();
         let membership = m.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
-        let mut peers: Vec<(NodeId, NodeAddr)> = membership
+        let members = membership
             .nodes()
-            .filter(|(id, _)| **id != me)
             .map(|(id, addr)| (*id, addr.clone()))
             .collect();
-        peers.sort_by_key(|(id, _)| (Some(*id) != m.current_leader, !voters.contains(id), *id));
-        peers.truncate(REPAIR_PEERS_MAX);
-        peers
+        order_peers(me, m.current_leader, &voters, members)
     }
 
     /// The state's write lock, polled rather than blocked on: a snapshot being serialized holds
@@ -415,6 +412,20 @@ impl Node {
     }
 }
 
+/// `members` without `me`, the primary first, then the voters, then the rest (each by id), at
+/// most [`REPAIR_PEERS_MAX`].
+fn order_peers<A>(
+    me: NodeId,
+    primary: Option<NodeId>,
+    voters: &[NodeId],
+    mut members: Vec<(NodeId, A)>,
+) -> Vec<(NodeId, A)> {
+    members.retain(|(id, _)| *id != me);
+    members.sort_by_key(|(id, _)| (Some(*id) != primary, !voters.contains(id), *id));
+    members.truncate(REPAIR_PEERS_MAX);
+    members
+}
+
 fn applied_of(st: &SmState) -> u64 {
     st.last_applied.map(|l| l.index()).unwrap_or(0)
 }
@@ -436,4 +447,44 @@ pub fn corrupt_a_value(rpc: &mut AppendEntriesRequest<TypeConfig>) -> bool {
         EntryPayload::Normal(p) => p.0.debug_corrupt_a_value(),
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_primary_is_asked_first_then_voters_then_read_replicas_never_self() {
+        let members: Vec<(NodeId, ())> = [5, 1, 4, 2, 3].iter().map(|id| (*id, ())).collect();
+        let ids = |v: Vec<(NodeId, ())>| v.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(order_peers(2, Some(3), &[1, 2, 3], members.clone())),
+            vec![3, 1, 4, 5]
+        );
+        assert_eq!(
+            ids(order_peers(3, Some(3), &[1, 2, 3], members.clone())),
+            vec![1, 2, 4, 5],
+            "on the primary: the voters first"
+        );
+        assert_eq!(ids(order_peers(1, None, &[1], members)), vec![2, 3, 4, 5]);
+        let many: Vec<(NodeId, ())> = (1..=20).map(|id| (id, ())).collect();
+        let asked = order_peers(7, Some(20), &[7, 20], many);
+        assert_eq!(asked.len(), REPAIR_PEERS_MAX);
+        assert_eq!(asked[0].0, 20);
+    }
+
+    #[test]
+    fn a_tally_says_why_no_copy_was_usable() {
+        assert_eq!(Tally::default().to_string(), "no other member to ask");
+        let t = Tally {
+            asked: 3,
+            damaged: 1,
+            unreachable: 2,
+            ..Tally::default()
+        };
+        assert_eq!(
+            t.to_string(),
+            "asked 3 member(s): 1 damaged, 0 without the key, 2 unreachable, 0 behind, 0 ahead"
+        );
+    }
 }
