@@ -507,3 +507,60 @@ fn tandem_cluster_failover_and_detach() {
     let members = target.server.conn().cmd(&["MEMBERSHIP", "LIST"]);
     assert_eq!(members.as_array().unwrap().len(), 3, "{members}");
 }
+
+/// FAILOVER to a voter far behind waits for it: it ends with an error at its TIMEOUT (this node
+/// still the primary), or when FAILOVER ABORT arrives from another connection.
+#[test]
+fn failover_waits_for_a_lagging_target_and_can_be_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), 3, 0, &[]);
+    let p = c.primary();
+    let target = c.nodes.iter().find(|n| n.id != c.nodes[p].id).unwrap();
+    let port = target.server.port.to_string();
+    let paused = target
+        .server
+        .conn()
+        .cmd(&["DEBUG", "REPLICATION-PAUSE", "60000"]);
+    assert!(paused.is_ok(), "{paused}");
+    phase("put the target more than 1000 entries behind");
+    let mut w = c.nodes[p].server.conn();
+    for i in 0..1100 {
+        assert!(w.cmd(&["SET", &format!("lag{i}"), "x"]).is_ok());
+    }
+
+    let not_caught_up = w.cmd(&["FAILOVER", "TO", "127.0.0.1", &port, "TIMEOUT", "300"]);
+    assert!(
+        matches!(&not_caught_up, Frame::Error(e) if e.contains("has not caught up")),
+        "{not_caught_up}"
+    );
+    assert_eq!(role(&mut w), "master");
+
+    phase("FAILOVER ABORT from another connection ends a waiting FAILOVER");
+    let primary_port = c.nodes[p].server.port;
+    let waiting = std::thread::spawn(move || {
+        let mut conn = Conn::connect(primary_port).unwrap();
+        conn.cmd(&["FAILOVER", "TO", "127.0.0.1", &port, "TIMEOUT", "20000"])
+    });
+    let mut admin = c.nodes[p].server.conn();
+    wait_for(
+        SETTLE_TIMEOUT,
+        "the FAILOVER to wait for its target",
+        || info(&c.nodes[p].server, "replication")["master_failover_state"] == "waiting-for-sync",
+    );
+    assert!(admin.cmd(&["FAILOVER", "ABORT"]).is_ok());
+    assert_eq!(
+        waiting.join().unwrap(),
+        Frame::Error("ERR FAILOVER aborted".into())
+    );
+    assert_eq!(role(&mut admin), "master");
+    assert_eq!(
+        info(&c.nodes[p].server, "replication")["master_failover_state"],
+        "no-failover"
+    );
+    let resumed = target
+        .server
+        .conn()
+        .cmd(&["DEBUG", "REPLICATION-PAUSE", "0"]);
+    assert!(resumed.is_ok(), "{resumed}");
+    c.assert_converged();
+}

@@ -138,6 +138,8 @@ pub struct Node {
     pub switchover: super::switchover::SwitchoverState,
     /// One detach (REPLICAOF NO ONE) at a time.
     pub detach_lock: tokio::sync::Mutex<()>,
+    /// Set by detach: no consensus message is taken until the process restarts (`detach.rs`).
+    pub detached_gate: std::sync::atomic::AtomicBool,
     /// Rebuilding from the peers after losing its files: it does not vote (`rebuild.rs`).
     pub rebuilding: std::sync::atomic::AtomicBool,
     /// The primary accepted the rebuild: until then appends and snapshots are refused, so the
@@ -270,7 +272,9 @@ impl Node {
                     && has_peers
                     && matches!(
                         damage.kind(),
-                        io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                        io::ErrorKind::Other
+                            | io::ErrorKind::InvalidData
+                            | io::ErrorKind::UnexpectedEof
                     )
                     && !identity.cluster_id().is_empty() =>
             {
@@ -373,6 +377,7 @@ impl Node {
             admin_lock: tokio::sync::Mutex::new(()),
             switchover: Default::default(),
             detach_lock: tokio::sync::Mutex::new(()),
+            detached_gate: std::sync::atomic::AtomicBool::new(false),
             rebuilding: std::sync::atomic::AtomicBool::new(rebuilding),
             rebuild_accepted: std::sync::atomic::AtomicBool::new(false),
             fatal: parking_lot::Mutex::new(None),

@@ -126,6 +126,9 @@ impl PeerService {
         let node = self.node()?;
         let raft = &node.raft;
         let fail = |e: &dyn std::fmt::Display| e.to_string();
+        if let Some(refused) = gate(&node, &request) {
+            return Err(refused);
+        }
         Ok(match request {
             Request::Append { rpc, quorum_age_ms } => {
                 if let Some(until) = *self.paused_until.lock() {
@@ -167,30 +170,6 @@ impl PeerService {
                     }
                 }
                 Response::Append(r)
-            }
-            Request::Append { .. }
-            | Request::SnapshotOffer(_)
-            | Request::SnapshotChunk { .. }
-            | Request::SnapshotDone { .. }
-                if node.rebuilding.load(Ordering::Relaxed)
-                    && !node.rebuild_accepted.load(Ordering::Relaxed) =>
-            {
-                // Until the primary has allowed replication to start over for this node, it
-                // must not see the empty log (openraft would take it for a log going backwards).
-                return Err(format!(
-                    "node {} is rebuilding and waits for the primary to accept it",
-                    node.config.node_id
-                ));
-            }
-            Request::Vote(_) | Request::PreVote(_) | Request::TransferLeader(_)
-                if node.rebuilding.load(Ordering::Relaxed) =>
-            {
-                // Its log is gone: a vote from it could elect a primary lacking entries it had
-                // acknowledged. It votes again once demoted and caught up (`rebuild.rs`).
-                return Err(format!(
-                    "node {} is rebuilding from its peers and does not vote",
-                    node.config.node_id
-                ));
             }
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await.map_err(|e| fail(&e))?),
             Request::PreVote(rpc) => {
@@ -304,6 +283,45 @@ impl PeerService {
             } => node.answer_fetch(key, min_applied_index).await,
         })
     }
+}
+
+/// Why this node must not take a consensus message right now, if it must not: it detached
+/// (`detach.rs`), or it is rebuilding (`rebuild.rs`).
+fn gate(node: &Node, request: &Request) -> Option<String> {
+    let me = node.config.node_id;
+    let vote = matches!(
+        request,
+        Request::Vote(_) | Request::PreVote(_) | Request::TransferLeader(_)
+    );
+    let replication = matches!(
+        request,
+        Request::Append { .. }
+            | Request::SnapshotOffer(_)
+            | Request::SnapshotChunk { .. }
+            | Request::SnapshotDone { .. }
+    );
+    if !(vote || replication) {
+        return None;
+    }
+    if node.detached_gate.load(Ordering::Relaxed) {
+        return Some(format!(
+            "node {me} detached from this cluster (REPLICAOF NO ONE)"
+        ));
+    }
+    if !node.rebuilding.load(Ordering::Relaxed) {
+        return None;
+    }
+    if vote {
+        // Its log is gone: a vote from it could elect a primary lacking entries it had
+        // acknowledged. It votes again once demoted and caught up.
+        return Some(format!(
+            "node {me} is rebuilding from its peers and does not vote"
+        ));
+    }
+    // Until the primary has allowed replication to start over for this node, it must not see
+    // the empty log (openraft would take it for a log going backwards).
+    (!node.rebuild_accepted.load(Ordering::Relaxed))
+        .then(|| format!("node {me} is rebuilding and waits for the primary to accept it"))
 }
 
 impl Handler for PeerService {

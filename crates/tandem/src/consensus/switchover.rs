@@ -7,8 +7,10 @@
 //!    this node's last entry;
 //! 2. waits, bounded, until the target is within [`CAUGHT_UP_ENTRIES`] of the last entry
 //!    (`waiting-for-sync`); writes keep flowing meanwhile;
-//! 3. triggers the transfer (`failover-in-progress`): this node stops proposing, the target
-//!    waits until its log holds everything this node has, then wins an election at once;
+//! 3. triggers the transfer (`failover-in-progress`): this node stops proposing and heartbeating;
+//!    the target takes over at once if its log holds everything this node has, and ignores the
+//!    transfer otherwise — so it is sent again every [`TRANSFER_RESEND_INTERVAL`] while the
+//!    target catches up;
 //! 4. waits, bounded, for the role change.
 //!
 //! No acknowledged write can be lost: the target is elected only with every entry of the old
@@ -32,6 +34,9 @@ pub const CAUGHT_UP_ENTRIES: u64 = 1000;
 
 /// A voter that has not acknowledged anything for this long is not chosen as the target.
 const TARGET_SILENT_MAX: Duration = Duration::from_millis(1000);
+
+/// How often the transfer is sent again until the target has taken over.
+const TRANSFER_RESEND_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often progress is checked while waiting.
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
@@ -75,6 +80,14 @@ impl SwitchoverState {
 
     fn set(&self, s: FailoverState) {
         self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// Moves from `from` to `to` only if nothing else moved it first (an ABORT racing the
+    /// transfer: exactly one of them wins).
+    fn advance(&self, from: FailoverState, to: FailoverState) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 
@@ -149,7 +162,16 @@ impl Node {
                 "ERR FAILOVER can no longer be aborted: leadership is already being handed over",
             ),
             FailoverState::WaitingForSync => {
-                self.switchover.abort.notify_waiters();
+                if !self
+                    .switchover
+                    .advance(FailoverState::WaitingForSync, FailoverState::NoFailover)
+                {
+                    return Err(
+                        "ERR FAILOVER can no longer be aborted: leadership is already being handed over",
+                    );
+                }
+                // A permit, not a broadcast: the waiting switchover cannot miss it.
+                self.switchover.abort.notify_one();
                 Ok(())
             }
         }
@@ -162,11 +184,14 @@ impl Node {
     ) -> Result<NodeId, SwitchoverError> {
         let sw = &self.switchover;
         let target = self.choose_target(req.target)?;
-        sw.set(FailoverState::WaitingForSync);
-        info!("FAILOVER: handing leadership to node {target}");
         let abort = sw.abort.notified();
         tokio::pin!(abort);
+        sw.set(FailoverState::WaitingForSync);
+        info!("FAILOVER: handing leadership to node {target}");
         loop {
+            if sw.state() != FailoverState::WaitingForSync {
+                return Err(SwitchoverError::Aborted);
+            }
             let (last, c) = self.progress_of(target);
             let caught_up = c.as_ref().is_some_and(|c| {
                 last.saturating_sub(c.matched) <= CAUGHT_UP_ENTRIES
@@ -185,16 +210,25 @@ impl Node {
                 return Err(SwitchoverError::NotCaughtUp(target));
             }
             tokio::select! {
-                _ = &mut abort => return Err(SwitchoverError::Aborted),
+                _ = &mut abort => {
+                    if sw.state() != FailoverState::WaitingForSync {
+                        return Err(SwitchoverError::Aborted);
+                    }
+                    // A permit left over from an earlier ABORT: not ours.
+                    abort.set(sw.abort.notified());
+                }
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
             }
         }
-        sw.set(FailoverState::InProgress);
+        if !sw.advance(FailoverState::WaitingForSync, FailoverState::InProgress) {
+            return Err(SwitchoverError::Aborted);
+        }
         self.raft
             .trigger()
             .transfer_leader(target)
             .await
             .map_err(|e| SwitchoverError::Fatal(e.to_string()))?;
+        let mut resent = Instant::now();
         // The target needs at most its log flush plus one election round; give it until the
         // deadline, but at least two election timeouts after a forced transfer.
         let floor = Instant::now() + Duration::from_millis(2 * self.config.election_timeout_max_ms);
@@ -214,6 +248,17 @@ impl Node {
             }
             if Instant::now() >= wait_until {
                 return Err(SwitchoverError::NotTakenOver(target));
+            }
+            // The target ignores a transfer that arrives before its log holds everything this
+            // node has, and nothing re-sends it: this node no longer proposes, so the target
+            // catches up, and one of the re-sent transfers finds it ready.
+            if resent.elapsed() >= TRANSFER_RESEND_INTERVAL && state == ServerState::Leader {
+                resent = Instant::now();
+                self.raft
+                    .trigger()
+                    .transfer_leader(target)
+                    .await
+                    .map_err(|e| SwitchoverError::Fatal(e.to_string()))?;
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }

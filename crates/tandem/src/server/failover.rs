@@ -50,13 +50,13 @@ fn parse(args: &[Bytes]) -> Result<Parsed, Frame> {
     let mut i = 1;
     while i < args.len() {
         let a = &args[i];
-        if a.eq_ignore_ascii_case(b"to") && i + 2 < args.len() {
+        if a.eq_ignore_ascii_case(b"to") && i + 2 < args.len() && to.is_none() {
             let host = String::from_utf8_lossy(&args[i + 1]).into_owned();
             let port = integer(&args[i + 2])?;
             let port = u16::try_from(port).map_err(|_| Frame::error("ERR Invalid port"))?;
             to = Some((host, port));
             i += 3;
-        } else if a.eq_ignore_ascii_case(b"timeout") && i + 1 < args.len() {
+        } else if a.eq_ignore_ascii_case(b"timeout") && i + 1 < args.len() && timeout.is_none() {
             let ms = integer(&args[i + 1])?;
             if ms <= 0 {
                 return Err(Frame::error("ERR FAILOVER timeout must be greater than 0"));
@@ -70,7 +70,7 @@ fn parse(args: &[Bytes]) -> Result<Parsed, Frame> {
             }
             timeout = Some(ms);
             i += 2;
-        } else if a.eq_ignore_ascii_case(b"force") {
+        } else if a.eq_ignore_ascii_case(b"force") && !force {
             force = true;
             i += 1;
         } else {
@@ -162,6 +162,9 @@ mod tests {
         assert_eq!(err("failover abort timeout 10"), "ERR syntax error");
         assert_eq!(err("failover bogus"), "ERR syntax error");
         assert_eq!(err("failover to"), "ERR syntax error");
+        assert_eq!(err("failover force force"), "ERR syntax error");
+        assert_eq!(err("failover timeout 5 timeout 6"), "ERR syntax error");
+        assert_eq!(err("failover to h 1 to h 2"), "ERR syntax error");
         assert_eq!(
             err("failover timeout 0"),
             "ERR FAILOVER timeout must be greater than 0"

@@ -233,7 +233,8 @@ pub async fn waitpos(conn: &Conn, args: &[Bytes]) -> Frame {
 }
 
 /// REPLICAOF host port: a fresh node joins the cluster of the node at host:port as a read
-/// replica. REPLICAOF NO ONE (detach) is not available yet.
+/// replica. REPLICAOF NO ONE on a read replica detaches it as a standalone database
+/// (`consensus/detach.rs`); on a primary or a standalone node it is a no-op, as in Redis.
 pub async fn replicaof(conn: &Conn, args: &[Bytes]) -> Frame {
     let host = String::from_utf8_lossy(&args[1]).into_owned();
     let port = String::from_utf8_lossy(&args[2]).into_owned();
