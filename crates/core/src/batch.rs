@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tandem_checksum::Algorithm;
 
 use crate::commands::{ReadCmd, WriteCmd};
+use crate::keyspace::{RepairKeys, VerifyMark};
 
 /// Operations applied atomically, in order, with one reply frame each.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +37,14 @@ pub enum Op {
     /// deadline was extended, or that was rewritten, after the primary picked it stays).
     /// Replies with the number of keys deleted.
     ExpireKeys(Vec<Bytes>),
+    /// Divergence detection: every node records its keyspace digest at this point of the log
+    /// (and lists the keys of the buckets named), see `keyspace/digest.rs`. Replies with the
+    /// number of keys listed.
+    VerifyMark(VerifyMark),
+    /// Divergence repair: the primary's state of keys found to differ, installed where the key
+    /// did not change since the round's capture (`keyspace/digest.rs`). Replies with an array of
+    /// one outcome code per key ([`crate::keyspace::RepairKeyOutcome`]).
+    RepairKeys(RepairKeys),
 }
 
 impl Batch {
@@ -53,7 +62,12 @@ impl Batch {
             .iter()
             .flat_map(|op| match op {
                 Op::Write(w) => w.values(),
-                Op::Read(_) | Op::ExpireKeys(_) => Vec::new(),
+                Op::RepairKeys(r) => r
+                    .keys
+                    .iter()
+                    .filter_map(|k| k.state.as_ref().map(|s| (&k.key, &s.value)))
+                    .collect(),
+                Op::Read(_) | Op::ExpireKeys(_) | Op::VerifyMark(_) => Vec::new(),
             })
             .filter(|(_, v)| !v.checksum.verify(&v.bytes))
             .map(|(key, _)| key)

@@ -8,6 +8,9 @@
 //! - `failover [--to ID]`: `FAILOVER [TO host port]` sent to the primary (found with
 //!   `MEMBERSHIP LIST`); returns once the new primary has taken over.
 //! - `detach ID`: `REPLICAOF NO ONE` sent to read replica ID: it becomes a standalone database.
+//! - `verify [--no-repair] [--timeout-ms MS]`: `VERIFY` sent to the primary: every member's
+//!   keyspace digest compared at one log position, differences narrowed to keys and repaired
+//!   from the primary; prints the report and fails unless the cluster is clean or repaired.
 //!
 //! Everything goes over RESP with the small client here ([`Client`]); replies are parsed by
 //! `tandem-resp`'s general reply parser. INFO parsing ([`Info`], [`MemberInfo`]) and the
@@ -76,6 +79,17 @@ pub enum ClusterCmd {
     /// Turn read replica ID into a standalone database that keeps its data (REPLICAOF NO ONE);
     /// the cluster removes it from its membership.
     Detach { id: u64 },
+    /// Compare every member's keyspace with the primary's at one log position, narrow any
+    /// difference down to the keys, and repair them from the primary. Fails (exit status 1)
+    /// unless every member agrees, or agrees after the repair.
+    Verify {
+        /// Only report what differs; change nothing.
+        #[arg(long)]
+        no_repair: bool,
+        /// Longest wait for each member to apply each step, in milliseconds. [default: 5000]
+        #[arg(long = "timeout-ms")]
+        timeout_ms: Option<u64>,
+    },
 }
 
 /// Runs `tandem cluster ...` on its own runtime; the exit code says whether it worked.
@@ -151,6 +165,37 @@ async fn execute(args: ClusterArgs) -> Result<(), CliError> {
             let mut client = connect_auth(&node.2, password).await?;
             let reply = client.call(&["REPLICAOF", "NO", "ONE"]).await?;
             print_reply(&node.2, "REPLICAOF NO ONE", reply)
+        }
+        ClusterCmd::Verify {
+            no_repair,
+            timeout_ms,
+        } => {
+            let (mut client, _) = find_primary(&args.node, password).await?;
+            let mut command = vec!["VERIFY".to_string()];
+            if no_repair {
+                command.push("NOREPAIR".into());
+            }
+            if let Some(ms) = timeout_ms {
+                command.extend(["TIMEOUT".to_string(), ms.to_string()]);
+            }
+            let args: Vec<&str> = command.iter().map(String::as_str).collect();
+            let reply = client.call(&args).await?;
+            let addr = client.addr.clone();
+            let text = match &reply {
+                Frame::Bulk(b) | Frame::Verbatim(_, b) => String::from_utf8_lossy(b).into_owned(),
+                _ => return print_reply(&addr, "VERIFY", reply),
+            };
+            print!("{}", text.replace("\r\n", "\n"));
+            let result = text
+                .lines()
+                .find_map(|l| l.trim_end().strip_prefix("result:"))
+                .unwrap_or("unknown");
+            match result {
+                "clean" | "repaired" => Ok(()),
+                other => Err(CliError::Cluster(format!(
+                    "verification result: {other} (see the report above)"
+                ))),
+            }
         }
     }
 }

@@ -161,6 +161,11 @@ pub struct ServerArgs {
     #[arg(long)]
     pub active_expire_keys_max: Option<usize>,
 
+    /// The primary compares every member's keyspace digest this often, and repairs keys that
+    /// differ from its own (as `tandem cluster verify` does); 0 turns it off. [default: 60000]
+    #[arg(long, value_name = "MS")]
+    pub verify_interval_ms: Option<u64>,
+
     /// Threads serving clients and consensus. Like Redis's single event loop, few threads are
     /// fastest when clients share the machine; the log writer has its own thread.
     /// [default: half the CPUs, at least 1]
@@ -244,8 +249,9 @@ pub struct ServerArgs {
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
 
-    /// A voter that hears no primary for a random time between this and twice this starts an
-    /// election. [default: 400]
+    /// A voter that hears no primary for a random time between this and 1.5 times this starts an
+    /// election, once the primary's lease (1.5 times this) has run out: after the primary dies a
+    /// new one is elected 2.5 to 3 times this later. [default: 400]
     #[arg(long)]
     pub election_timeout_ms: Option<u64>,
 
@@ -276,6 +282,12 @@ pub struct ServerArgs {
     /// [default: false]
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub bench_unverified_reads: Option<bool>,
+
+    /// BENCHMARKS ONLY: mutations do not keep the keyspace digest up to date, so
+    /// scripts/bench-divergence.sh can measure what its upkeep costs. Divergence verification is
+    /// then meaningless (and off): never use it otherwise. Hidden from --help. [default: false]
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub bench_no_keyspace_digest: Option<bool>,
 }
 
 /// When a write is acknowledged to the client.
@@ -376,6 +388,8 @@ pub struct ServerConfig {
     pub rebuild: crate::consensus::rebuild::RebuildMode,
     pub hz: u32,
     pub active_expire_keys_max: usize,
+    /// Periodic divergence verification (None: off).
+    pub verify_interval: Option<Duration>,
     pub worker_threads: usize,
     pub log_cache_bytes: usize,
     pub log_level: String,
@@ -402,6 +416,7 @@ pub struct ServerConfig {
     pub scrub_bytes_per_sec: u64,
     /// Benchmarks only (see the flag).
     pub bench_unverified_reads: bool,
+    pub bench_no_keyspace_digest: bool,
 }
 
 macro_rules! merge {
@@ -503,6 +518,7 @@ impl ServerConfig {
                 on_damage,
                 hz,
                 active_expire_keys_max,
+                verify_interval_ms,
                 worker_threads,
                 log_cache_bytes,
                 log_level,
@@ -526,6 +542,7 @@ impl ServerConfig {
                 scrub_keys_per_sec,
                 scrub_bytes_per_sec,
                 bench_unverified_reads,
+                bench_no_keyspace_digest,
             );
         }
         let port = flags.port.unwrap_or(6379);
@@ -723,6 +740,14 @@ impl ServerConfig {
                 "active-expire-keys-max",
                 flags.active_expire_keys_max.unwrap_or(1000),
             )?,
+            verify_interval: match flags
+                .verify_interval_ms
+                .unwrap_or(crate::consensus::verify::VERIFY_INTERVAL_DEFAULT_MS)
+            {
+                _ if flags.bench_no_keyspace_digest == Some(true) => None,
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             worker_threads: positive(
                 "worker-threads",
                 flags.worker_threads.unwrap_or_else(|| {
@@ -763,6 +788,7 @@ impl ServerConfig {
             scrub_keys_per_sec,
             scrub_bytes_per_sec,
             bench_unverified_reads: flags.bench_unverified_reads.unwrap_or(false),
+            bench_no_keyspace_digest: flags.bench_no_keyspace_digest.unwrap_or(false),
         })
     }
 }
@@ -875,6 +901,22 @@ mod tests {
             (10_000, 32 << 20)
         );
         assert!(!c.bench_unverified_reads, "reads are verified unless asked");
+        assert_eq!(c.verify_interval, Some(Duration::from_secs(60)));
+        assert!(!c.bench_no_keyspace_digest);
+    }
+
+    #[test]
+    fn periodic_verification_is_set_in_ms_and_0_or_a_digest_benchmark_turns_it_off() {
+        let c = parse_flags(&["--verify-interval-ms", "250"]).unwrap();
+        assert_eq!(c.verify_interval, Some(Duration::from_millis(250)));
+        let c = parse_flags(&["--verify-interval-ms", "0"]).unwrap();
+        assert_eq!(c.verify_interval, None);
+        let c = parse_flags(&["--bench-no-keyspace-digest"]).unwrap();
+        assert!(c.bench_no_keyspace_digest);
+        assert_eq!(
+            c.verify_interval, None,
+            "a digest not kept cannot be compared"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! The entries (`table/specs.rs`) are generated from redis-server 7.0's own COMMAND INFO and
 //! COMMAND DOCS, plus Tandem's own commands (DIGEST.GET, DIGEST.SET, DIGEST.REPORT,
-//! DIGEST.QUARANTINE, POSITION, WAITPOS, MEMBERSHIP) and SENTINEL written by hand.
+//! DIGEST.QUARANTINE, POSITION, WAITPOS, MEMBERSHIP, VERIFY) and SENTINEL written by hand.
 
 mod specs;
 

@@ -59,8 +59,9 @@ impl Entry {
         (self.key_len as usize).min(self.data.len())
     }
 
-    /// The algorithm id byte (last byte of `data`).
-    fn algorithm_id(&self) -> u8 {
+    /// The algorithm id byte (last byte of `data`), as stored (the keyspace digest hashes it
+    /// raw, so even a damaged id changes the digest).
+    pub(super) fn algorithm_id(&self) -> u8 {
         self.data.last().copied().unwrap_or(0)
     }
 

@@ -7,6 +7,9 @@
 //! - `scan.rs`: SCAN's stateless cursor over the hash order, and RANDOMKEY.
 //! - `record.rs`: the snapshot record of one key ([`Keyspace::for_each_record`]).
 //! - `integrity.rs`: checksum verification on the way out, the CORRUPT reply and its counter.
+//! - `digest.rs`: the keyspace digest (order-independent, O(1) per write, per key-hash bucket
+//!   too), the marks that record it at one log position on every node, and the repair of keys
+//!   that differ from the primary's, for divergence detection.
 //! - `repair.rs`: what repair and the scrubber need: a key's copy for a peer
 //!   ([`Keyspace::copy_of`]), restoring a damaged key, verifying every value in hash order.
 //!
@@ -23,6 +26,7 @@
 //! and must be deterministic: it reads no clock and no randomness, and iterates only ordered
 //! structures.
 
+mod digest;
 mod entry;
 mod expiry;
 mod integrity;
@@ -39,8 +43,13 @@ use tandem_checksum::{Algorithm, Checksum};
 use tandem_resp::Frame;
 
 use crate::batch::{Batch, Op};
-use crate::commands::{digest, keys, strings, ReadCmd, WriteCmd};
+use crate::commands::{digest as digest_cmd, keys, strings, ReadCmd, WriteCmd};
 
+pub use digest::{
+    bucket_hashes, bucket_of_hash, set_digest_upkeep, Captured, KeyspaceDigest, MarkRecord,
+    RepairKey, RepairKeyOutcome, RepairKeys, RepairState, VerifyMark, CAPTURE_BUCKETS_MAX,
+    CAPTURE_KEYS_MAX, CAPTURE_KEY_BYTES_MAX, DIGEST_BUCKETS, MARKS_KEPT, WATCH_KEYS_MAX,
+};
 pub(crate) use entry::Entry;
 pub use entry::NO_EXPIRY;
 pub use integrity::{escape_key, IntegrityStats, KEY_DISPLAY_MAX_BYTES};
@@ -98,6 +107,8 @@ pub struct Keyspace {
     /// Keys a read found logically expired (replicas and the primary alike hide them; only an
     /// applied `Op::ExpireKeys` deletes them). Capped at [`LAZY_EXPIRED_MAX`].
     lazy_expired: Mutex<Vec<Bytes>>,
+    /// Divergence detection's mark records and counters (`digest.rs`).
+    verification: digest::Verification,
 }
 
 impl Keyspace {
@@ -111,7 +122,7 @@ impl Keyspace {
         match cmd {
             ReadCmd::String(c) => strings::read(self, c, now_ms),
             ReadCmd::Key(c) => keys::read(self, c, now_ms),
-            ReadCmd::Digest(c) => digest::read(self, c, now_ms),
+            ReadCmd::Digest(c) => digest_cmd::read(self, c, now_ms),
         }
     }
 
@@ -131,6 +142,8 @@ impl Keyspace {
                 Op::Write(w) => self.apply_write(w, &ctx),
                 Op::Read(r) => self.read(r, ctx.now_ms),
                 Op::ExpireKeys(keys) => Frame::Integer(self.expire_keys(keys, ctx.now_ms)),
+                Op::VerifyMark(m) => self.apply_verify_mark(m),
+                Op::RepairKeys(r) => self.apply_repair_keys(r),
             })
             .collect()
     }
@@ -139,7 +152,7 @@ impl Keyspace {
         match cmd {
             WriteCmd::String(c) => strings::apply(self, c, ctx),
             WriteCmd::Key(c) => keys::apply(self, c, ctx),
-            WriteCmd::Digest(c) => digest::apply(self, c, ctx),
+            WriteCmd::Digest(c) => digest_cmd::apply(self, c, ctx),
         }
     }
 

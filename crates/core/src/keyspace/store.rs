@@ -14,8 +14,9 @@
 //! taken on one primary keeps working after a failover). Distinct keys with the same 64-bit
 //! hash are kept correct (they share one `order` element), not fast.
 //!
-//! The store keeps the expiry index, the byte counts and the set of diverged keys in step with
-//! every mutation, so every mutation goes through a method here.
+//! The store keeps the expiry index, the byte counts, the set of diverged keys and the keyspace
+//! digest (`digest.rs`) in step with every mutation, so every mutation goes through a method
+//! here.
 //!
 //! A key is *diverged* when an apply could not carry out a write on it because the local bytes
 //! failed their checksum: other nodes applied the write, this one could not, so its copy is
@@ -29,6 +30,7 @@ use std::ops::Bound;
 use hashbrown::HashTable;
 use tandem_checksum::Checksum;
 
+use super::digest::Digest;
 use super::entry::{Entry, NO_EXPIRY};
 use super::expiry::ExpiryIndex;
 
@@ -68,6 +70,8 @@ pub struct Store {
     /// Keys whose local copy is known to be behind the log (see the module doc). Nearly always
     /// empty, which keeps the check on every read to one branch.
     diverged: BTreeSet<Box<[u8]>>,
+    /// The order-independent digest of every entry's state, O(1) per mutation (`digest.rs`).
+    digest: Digest,
 }
 
 impl Store {
@@ -160,13 +164,14 @@ impl Store {
         hash
     }
 
-    /// The bookkeeping of an entry about to be stored (it is no longer diverged; its deadline
-    /// and heap bytes are counted); returns its key hash.
+    /// The bookkeeping of an entry about to be stored (it is no longer diverged; its deadline,
+    /// heap bytes and digest element are counted); returns its key hash.
     fn account(&mut self, entry: &Entry) -> u64 {
         if !self.diverged.is_empty() {
             self.diverged.remove(entry.key());
         }
         let hash = key_hash(entry.key());
+        self.digest.add_entry(hash, entry);
         if entry.has_expiry() {
             self.expiry.insert(entry.expire_at_ms(), hash);
             self.expires_len += 1;
@@ -214,8 +219,11 @@ impl Store {
         if old == expire_at_ms {
             return true;
         }
+        let element_before = Digest::element(entry);
         entry.set_expire_at_ms(expire_at_ms);
+        let element_after = Digest::element(entry);
         let hash = key_hash(key);
+        self.digest.change(hash, key, element_before, element_after);
         if old != NO_EXPIRY {
             self.expires_len -= 1;
             self.unindex_expiry(hash, old);
@@ -233,9 +241,13 @@ impl Store {
             return false;
         };
         let before = entry.heap_bytes();
+        let element_before = Digest::element(entry);
         entry.replace_value(value, checksum);
+        let element_after = Digest::element(entry);
         let after = entry.heap_bytes();
         self.heap_bytes = self.heap_bytes - before + after;
+        self.digest
+            .change(key_hash(key), key, element_before, element_after);
         true
     }
 
@@ -271,6 +283,14 @@ impl Store {
             .copied()
     }
 
+    pub(crate) fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    pub(crate) fn digest_mut(&mut self) -> &mut Digest {
+        &mut self.digest
+    }
+
     /// Every entry, in hash order (deterministic: the same on every node).
     pub fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.order
@@ -280,6 +300,7 @@ impl Store {
 
     /// Bookkeeping for an entry that left the map (removed or replaced).
     fn forget(&mut self, hash: u64, old: &Entry) {
+        self.digest.remove_entry(hash, old);
         self.heap_bytes -= old.heap_bytes();
         if old.has_expiry() {
             self.expires_len -= 1;

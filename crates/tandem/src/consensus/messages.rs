@@ -73,6 +73,8 @@ pub enum Request {
         key: Bytes,
         min_applied_index: u64,
     },
+    /// Divergence detection: the primary asks about this node's record of a mark (`verify.rs`).
+    Verify(super::verify::VerifyRequest),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -131,6 +133,7 @@ pub enum Response {
         copy: ValueCopy,
         applied_index: u64,
     },
+    Verify(super::verify::VerifyReply),
 }
 
 /// A member's copy of one key, for a node repairing its own (`repair.rs`).

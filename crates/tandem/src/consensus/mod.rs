@@ -8,6 +8,8 @@
 //!   side; [`snapshot_transfer`]: snapshots streamed to replicas.
 //! - [`repair`]: a damaged copy is replaced with a good one fetched from another member;
 //!   [`damage`]: what was found, repaired and quarantined, per source.
+//! - [`verify`]: divergence detection: keyspace digests compared at one log position, narrowed
+//!   to the keys that differ, which are repaired from the primary.
 //! - [`identity`]: the data dir's identity file (cluster, node, incarnation).
 //! - [`membership`]: bootstrap, join, promote/demote/remove through one admin path.
 //! - [`lag`]: how stale a replica's data may be; [`retention`]: how much log is kept.
@@ -38,5 +40,6 @@ pub mod state_machine;
 pub mod status;
 pub mod switchover;
 pub mod types;
+pub mod verify;
 
 pub use node::{ConsensusConfig, Node, Retention, WriteError, Written};

@@ -149,6 +149,8 @@ pub struct Node {
     pub fatal: parking_lot::Mutex<Option<String>>,
     /// Damaged copies found, repaired and quarantined (`damage.rs`, `repair.rs`).
     pub damage: Arc<Damage>,
+    /// Divergence verification: one at a time, and its counters (`verify.rs`).
+    pub verify: super::verify::VerifyState,
     barrier: ReadBarrier,
     combiner: Combiner,
     _dir_lock: DirLock,
@@ -382,6 +384,7 @@ impl Node {
             rebuild_accepted: std::sync::atomic::AtomicBool::new(false),
             fatal: parking_lot::Mutex::new(None),
             damage,
+            verify: Default::default(),
             barrier,
             combiner,
             _dir_lock: dir_lock,

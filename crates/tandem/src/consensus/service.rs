@@ -281,6 +281,7 @@ impl PeerService {
                 key,
                 min_applied_index,
             } => node.answer_fetch(key, min_applied_index).await,
+            Request::Verify(request) => node.answer_verify(request).await,
         })
     }
 }

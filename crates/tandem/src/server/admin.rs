@@ -149,6 +149,7 @@ pub async fn handle(conn: &mut Conn, name: &str, args: &[Bytes]) {
         "waitpos" => super::replication::waitpos(conn, args).await,
         "membership" => super::replication::membership(conn, args).await,
         "digest.report" => super::integrity::report(conn, args),
+        "verify" => super::divergence::verify(conn, args).await,
         "digest.quarantine" => super::integrity::quarantine(conn),
         "save" | "bgsave" => match conn.shared.node.snapshot_now().await {
             Ok(()) if name == "save" => Frame::ok(),
@@ -643,6 +644,8 @@ fn debug(conn: &mut Conn, args: &[Bytes]) -> Frame {
                 Frame::error("ERR no such key")
             }
         }
+        ("diverge", 4) => super::divergence::debug_diverge(conn, &args[2], &args[3]),
+        ("digest-check", 2) => super::divergence::debug_digest_check(conn),
         ("keyspace-digest", 2) => {
             // [applied index, order-independent digest of every record, keys], read under one
             // lock so the digest is exactly that of the state at that index.

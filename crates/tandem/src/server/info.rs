@@ -223,6 +223,7 @@ fn fields(shared: &Shared, section: &str) -> Vec<(&'static str, String)> {
             ]
             .into_iter()
             .chain(damage_fields(node))
+            .chain(super::divergence::info_fields(node, &st))
             .collect()
         }
         "cpu" => {

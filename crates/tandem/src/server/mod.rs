@@ -13,10 +13,13 @@
 //!   the `+switch-master` announcements; [`pubsub`]: node-local Pub/Sub.
 //! - [`integrity`]: DIGEST.REPORT, clients reporting a copy that failed their digest check, and
 //!   DIGEST.QUARANTINE; [`scrub`]: the background verification of every stored value.
+//! - [`divergence`]: VERIFY and the periodic verification (every member's keyspace digest
+//!   compared at one log position, differing keys repaired from the primary), DEBUG DIVERGE.
 
 pub mod admin;
 pub mod clients;
 pub mod connection;
+pub mod divergence;
 pub mod expiry;
 pub mod failover;
 pub mod info;
@@ -113,6 +116,11 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
     }
     info!("ready to accept connections on {addr}");
     tokio::spawn(expiry::run(shared.clone()));
+    tokio::spawn(divergence::run_periodic(shared.clone()));
+    if shared.config.bench_no_keyspace_digest {
+        warn!("--bench-no-keyspace-digest: the keyspace digest is not kept (benchmarks only)");
+        tandem_core::keyspace::set_digest_upkeep(false);
+    }
     tokio::spawn(scrub::run(shared.clone()));
     if shared.config.bench_unverified_reads {
         warn!("--bench-unverified-reads: plain reads do not verify checksums (benchmarks only)");
