@@ -124,10 +124,7 @@ pub async fn run(config: ServerConfig, node: Arc<Node>) -> std::io::Result<()> {
     tokio::spawn(scrub::run(shared.clone()));
     if shared.config.bench_unverified_reads {
         warn!("--bench-unverified-reads: plain reads do not verify checksums (benchmarks only)");
-        node.state()
-            .read()
-            .keyspace
-            .set_reads_unverified(true);
+        node.state().read().keyspace.set_reads_unverified(true);
     }
     tokio::spawn(sentinel::announce_switches(shared.clone()));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
