@@ -125,7 +125,7 @@ cpu_ticks() { local p t=0 v; for p in "$@"; do v=$(awk '{ print $14 + $15 }' "/p
 CLK_TCK=$(getconf CLK_TCK)
 
 # set_pair ID LABEL "pids with digest" PORT_WITH "pids without" PORT_WITHOUT [pause]: REPS
-# alternating SET runs (without first), one discarded warm-up each; ratio = median with / median
+# alternating SET runs (the order flips every run), one discarded warm-up each; ratio = median with / median
 # without. With `pause`, the variant not being measured is stopped (SIGSTOP) meanwhile so it
 # takes no CPU (single nodes only: a paused cluster would hold elections when resumed).
 set_pair() {
@@ -141,20 +141,33 @@ set_pair() {
   cont_variant "${pids_w[@]}"; stop_variant "${pids_o[@]}"
   lg "$id-on(warm-up)" -p "$pw" $common --duration 1 >/dev/null || return 1
   cont_variant "${pids_o[@]}"
-  for i in $(seq "$REPS"); do
+  # One measured run of a variant, the other one paused (with `pause`) meanwhile.
+  measure_off() {
     stop_variant "${pids_w[@]}"
     c0=$(cpu_ticks "${pids_o[@]}")
     out=$(lg "$id-off" -p "$po" $common --warmup "$WARMUP_SECS" --duration "$RUN_SECS") || return 1
     c1=$(cpu_ticks "${pids_o[@]}")
-    cont_variant "${pids_w[@]}"; stop_variant "${pids_o[@]}"
+    cont_variant "${pids_w[@]}"
     off+=("$(field "$out" ops_per_sec)")
     cpu_off+=("$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$(field "$out" all_ops)" 'BEGIN { printf "%.1f", (n > 0) ? t / hz * 1e6 / n : 0 }')")
+  }
+  measure_on() {
+    stop_variant "${pids_o[@]}"
     c0=$(cpu_ticks "${pids_w[@]}")
     out=$(lg "$id-on" -p "$pw" $common --warmup "$WARMUP_SECS" --duration "$RUN_SECS") || return 1
     c1=$(cpu_ticks "${pids_w[@]}")
     cont_variant "${pids_o[@]}"
     on+=("$(field "$out" ops_per_sec)")
     cpu_on+=("$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$(field "$out" all_ops)" 'BEGIN { printf "%.1f", (n > 0) ? t / hz * 1e6 / n : 0 }')")
+  }
+  for i in $(seq "$REPS"); do
+    # The order alternates (off-on, on-off, ...): throughput drifts as the data grows, and a
+    # fixed order would hand the drift to whichever variant always runs second.
+    if [ $((i % 2)) = 1 ]; then
+      measure_off || return 1; measure_on || return 1
+    else
+      measure_on || return 1; measure_off || return 1
+    fi
     printf '  run %s/%s: without digest %s ops/s (%s us CPU/op) | with digest %s ops/s (%s us CPU/op)\n' \
       "$i" "$REPS" "${off[-1]}" "${cpu_off[-1]}" "${on[-1]}" "${cpu_on[-1]}"
   done
