@@ -154,7 +154,9 @@ async fn execute(args: ClusterArgs) -> Result<(), CliError> {
             }
             let mut client = connect_auth(&primary.2, password).await?;
             let args: Vec<&str> = command.iter().map(String::as_str).collect();
-            let reply = client.call(&args).await?;
+            // The node answers within the switchover's own deadline; allow for it.
+            let wait = Duration::from_millis(timeout_ms.unwrap_or(10_000)) + REPLY_TIMEOUT;
+            let reply = client.call_within(&args, wait).await?;
             print_reply(&primary.2, "FAILOVER", reply)
         }
         ClusterCmd::Detach { id } => {
@@ -383,6 +385,15 @@ impl Client {
     /// Sends one command and returns its reply. An error reply is `Ok(Frame::Error(..))`: only
     /// the caller knows whether it is a failure.
     pub async fn call(&mut self, args: &[&str]) -> Result<Frame, CliError> {
+        self.call_within(args, REPLY_TIMEOUT).await
+    }
+
+    /// [`Client::call`] with its own deadline (a command that may run longer, like FAILOVER).
+    pub async fn call_within(
+        &mut self,
+        args: &[&str],
+        reply_timeout: Duration,
+    ) -> Result<Frame, CliError> {
         let io = |source| CliError::Io {
             addr: self.addr.clone(),
             source,
@@ -391,7 +402,7 @@ impl Client {
             .write_all(&encode_command(args))
             .await
             .map_err(io)?;
-        match tokio::time::timeout(REPLY_TIMEOUT, self.read_reply()).await {
+        match tokio::time::timeout(reply_timeout, self.read_reply()).await {
             Ok(reply) => reply,
             Err(_) => Err(CliError::ReplyTimeout {
                 addr: self.addr.clone(),

@@ -207,3 +207,23 @@ fn switch_master_is_published_when_the_primary_changes() {
         ])
     );
 }
+
+/// A primary cut off from its quorum reports itself down (`s_down`), so clients that check the
+/// flags, like redis-py, ask another node instead of writing where nothing can commit.
+#[test]
+fn a_primary_without_its_quorum_is_reported_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path(), 3, 0, &["--replica-max-lag-ms", "1000"]);
+    let p = c.primary();
+    let mut conn = c.nodes[p].server.conn();
+    let master = conn.cmd(&["SENTINEL", "MASTER", "mymaster"]);
+    assert_eq!(field(&master, "flags"), "master");
+    let primary_id = c.nodes[p].id;
+    for n in c.nodes.iter_mut().filter(|n| n.id != primary_id) {
+        n.server.kill9();
+    }
+    wait_for(SETTLE_TIMEOUT, "the primary to report itself down", || {
+        let master = conn.cmd(&["SENTINEL", "MASTER", "mymaster"]);
+        field(&master, "flags") == "master,s_down"
+    });
+}

@@ -65,7 +65,17 @@ fn primary_of(shared: &Shared, st: &ReplicationStatus) -> Option<(NodeId, String
     let id = st.primary_id?;
     let addr = st.primary_client_addr.clone()?;
     let down = match st.role {
-        Role::Primary => false,
+        // A primary that has not heard from a quorum within the lag bound cannot commit: say so,
+        // so clients that check flags ask another node (a restarted ex-primary that still
+        // believes in its old term looks like this too, until it hears the new one).
+        Role::Primary => {
+            st.voters().count() > 1
+                && shared
+                    .node
+                    .ctx
+                    .quorum_age()
+                    .is_none_or(|age| age > shared.config.replica_max_lag)
+        }
         _ => st
             .lag
             .and_then(|l| l.since_heard)
