@@ -155,7 +155,8 @@ async fn execute(args: ClusterArgs) -> Result<(), CliError> {
             let mut client = connect_auth(&primary.2, password).await?;
             let args: Vec<&str> = command.iter().map(String::as_str).collect();
             // The node answers within the switchover's own deadline; allow for it.
-            let wait = Duration::from_millis(timeout_ms.unwrap_or(10_000)) + REPLY_TIMEOUT;
+            let wait =
+                Duration::from_millis(timeout_ms.unwrap_or(10_000)).saturating_add(REPLY_TIMEOUT);
             let reply = client.call_within(&args, wait).await?;
             print_reply(&primary.2, "FAILOVER", reply)
         }
