@@ -597,7 +597,7 @@ impl ServerConfig {
             Some(_) => return Err("--advertise-host is empty".into()),
             None if bind.is_unspecified() => {
                 return Err(format!(
-                    "--bind {bind} listens on every address: say which one other nodes and clients reach this node                      at with --advertise-host"
+                    "--bind {bind} listens on every address: say which one other nodes and clients reach this node at with --advertise-host"
                 ))
             }
             None => bind.to_string(),
@@ -639,7 +639,7 @@ impl ServerConfig {
         }
         if election_timeout_ms < heartbeat_interval_ms * 2 || election_timeout_ms > 600_000 {
             return Err(format!(
-                "--election-timeout-ms must be at least twice --heartbeat-interval-ms ({heartbeat_interval_ms}) and at                  most 600000, got {election_timeout_ms}"
+                "--election-timeout-ms must be at least twice --heartbeat-interval-ms ({heartbeat_interval_ms}) and at most 600000, got {election_timeout_ms}"
             ));
         }
         let snapshot_chunk_bytes = flags.snapshot_chunk_bytes.unwrap_or(1 << 20);

@@ -72,7 +72,7 @@ impl IdentityFile {
                     // with an empty log under an incarnation the cluster trusts could vote twice
                     // and drop entries it acknowledged.
                     return Err(io::Error::other(format!(
-                        "data dir {} belongs to node {node_id} of cluster {} but its log and snapshots are gone: it                          will not rejoin with an empty log under its old identity. Remove node {node_id} from the                          cluster (`tandem cluster remove {node_id}`), then start it with an empty data dir to add                          it back as a new replica",
+                        "data dir {} belongs to node {node_id} of cluster {} but its log and snapshots are gone: it will not rejoin with an empty log under its old identity. Remove node {node_id} from the cluster (`tandem cluster remove {node_id}`), then start it with an empty data dir to add it back as a new replica",
                         dir.display(),
                         id.cluster_id
                     )));
