@@ -564,3 +564,69 @@ fn failover_waits_for_a_lagging_target_and_can_be_aborted() {
     assert!(resumed.is_ok(), "{resumed}");
     c.assert_converged();
 }
+
+/// Detach while writes are running: the detached node holds a prefix of the log — for every
+/// writer, each acknowledged write up to the last one it holds — and none of the writes the
+/// cluster took after it left.
+#[test]
+fn a_replica_detached_under_load_holds_a_prefix_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), 3, 1, &[]);
+    let voters: Vec<u16> = c
+        .nodes
+        .iter()
+        .filter(|n| n.id != 4)
+        .map(|n| n.server.port)
+        .collect();
+    let load = Load::start(voters, 4);
+    load.wait_acked_after(Instant::now(), 200, "writes before the detach");
+    let reply = c.node(4).server.conn().cmd(&["REPLICAOF", "NO", "ONE"]);
+    assert!(reply.is_ok(), "REPLICAOF NO ONE under load: {reply}");
+    load.wait_acked_after(Instant::now(), 50, "writes after the detach");
+    let acked = load.finish();
+
+    let mut d = c.node(4).server.conn();
+    assert_eq!(role(&mut d), "master");
+    let mut held_total = 0;
+    for w in 0..4 {
+        let mine: Vec<(&String, u64)> = acked
+            .keys()
+            .filter_map(|k| {
+                let (writer, seq) = k.strip_prefix('w')?.split_once(':')?;
+                (writer.parse::<usize>().ok()? == w).then(|| (k, seq.parse().unwrap()))
+            })
+            .collect();
+        let mut held = Vec::new();
+        for chunk in mine.chunks(500) {
+            let mut args = vec!["MGET".to_string()];
+            args.extend(chunk.iter().map(|(k, _)| k.to_string()));
+            let values = d.cmd(&args);
+            for ((k, seq), v) in chunk.iter().zip(values.as_array().unwrap()) {
+                if let Some(v) = v.as_bulk() {
+                    assert_eq!(v, acked[*k].as_bytes(), "{k} holds other bytes");
+                    held.push(*seq);
+                }
+            }
+        }
+        let last_held = held.iter().copied().max().unwrap_or(0);
+        let missing: Vec<u64> = mine
+            .iter()
+            .map(|(_, s)| *s)
+            .filter(|s| *s <= last_held && !held.contains(s))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "writer {w}: the detached node holds its write {last_held} but not the earlier acknowledged {missing:?}"
+        );
+        held_total += held.len();
+    }
+    assert!(held_total > 0, "the detached node holds none of the writes");
+    assert!(
+        held_total < acked.len(),
+        "the detached node holds every write, also those acknowledged after it left"
+    );
+    phase(format!(
+        "the detached node holds {held_total} of {} acknowledged writes, a prefix for every writer",
+        acked.len()
+    ));
+}
