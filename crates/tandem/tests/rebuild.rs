@@ -26,14 +26,29 @@ fn role_of(c: &Cluster, id: u64) -> String {
         .unwrap_or_default()
 }
 
-fn rebuild_case(extra_on_restart: &[&str], damage_snapshots: bool) {
+/// Which member's files are damaged.
+#[derive(Clone, Copy, PartialEq)]
+enum Victim {
+    Voter,
+    ReadReplica,
+}
+
+fn rebuild_case(extra_on_restart: &[&str], damage_snapshots: bool, kind: Victim) {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(dir.path(), 3, 0, &[]);
+    let replicas = usize::from(kind == Victim::ReadReplica);
+    let mut c = Cluster::start(dir.path(), 3, replicas, &[]);
     for i in 0..300 {
         c.write_ok(&["SET", &format!("k{i}"), &format!("v{i}")]);
     }
     let p = c.primary();
-    let victim = c.nodes.iter().find(|n| n.id != c.nodes[p].id).unwrap().id;
+    let victim = match kind {
+        Victim::Voter => c.nodes.iter().find(|n| n.id != c.nodes[p].id).unwrap().id,
+        Victim::ReadReplica => 4,
+    };
+    let role_after = match kind {
+        Victim::Voter => "voter",
+        Victim::ReadReplica => "read-replica",
+    };
     if damage_snapshots {
         let r = c.node(victim).server.conn().cmd(&["SAVE"]);
         assert!(r.is_ok(), "SAVE: {r}");
@@ -74,13 +89,11 @@ fn rebuild_case(extra_on_restart: &[&str], damage_snapshots: bool) {
     args.extend_from_slice(extra_on_restart);
     c.node_mut(victim).server.set_args(&args);
     c.node_mut(victim).server.restart();
-    wait_for(SETTLE_TIMEOUT, "the rebuilt node to vote again", || {
-        role_of(&c, victim) == "voter"
-    });
-    // The marker goes last, after the promotion back has committed.
-    wait_for(SETTLE_TIMEOUT, "the rebuild marker to be removed", || {
+    // The marker goes last, after a voter's promotion back has committed.
+    wait_for(SETTLE_TIMEOUT, "the rebuild to finish", || {
         !data.join("REBUILDING").exists()
     });
+    assert_eq!(role_of(&c, victim), role_after);
     c.write_ok(&["SET", "after", "1"]);
     c.assert_converged();
     let mut conn = c.node(victim).server.conn();
@@ -97,12 +110,15 @@ fn rebuild_case(extra_on_restart: &[&str], damage_snapshots: bool) {
         "the damaged log is kept"
     );
     let demoted = format!("node {victim} demoted to read replica while it rebuilds");
-    assert!(
-        c.nodes
-            .iter()
-            .filter(|n| n.id != victim)
-            .any(|n| n.server.log_text().contains(&demoted)),
-        "the primary must demote a voter that rebuilds (its empty log must not vote)"
+    let was_demoted = c
+        .nodes
+        .iter()
+        .filter(|n| n.id != victim)
+        .any(|n| n.server.log_text().contains(&demoted));
+    assert_eq!(
+        was_demoted,
+        kind == Victim::Voter,
+        "the primary demotes a voter that rebuilds (its empty log must not vote), and only a voter"
     );
 
     phase("it restarts normally afterwards");
@@ -110,15 +126,20 @@ fn rebuild_case(extra_on_restart: &[&str], damage_snapshots: bool) {
     c.node_mut(victim).server.set_args(&plain);
     c.node_mut(victim).server.restart();
     c.assert_converged();
-    assert_eq!(role_of(&c, victim), "voter");
+    assert_eq!(role_of(&c, victim), role_after);
 }
 
 #[test]
 fn a_voter_with_a_damaged_log_rebuilds_from_its_peers_when_asked() {
-    rebuild_case(&["--rebuild-from-peers"], false);
+    rebuild_case(&["--rebuild-from-peers"], false, Victim::Voter);
 }
 
 #[test]
 fn a_voter_configured_to_rebuild_on_damage_does_so_for_a_damaged_log_and_snapshot() {
-    rebuild_case(&["--on-damage", "rebuild"], true);
+    rebuild_case(&["--on-damage", "rebuild"], true, Victim::Voter);
+}
+
+#[test]
+fn a_read_replica_with_a_damaged_log_rebuilds_from_its_peers() {
+    rebuild_case(&["--rebuild-from-peers"], false, Victim::ReadReplica);
 }

@@ -283,3 +283,42 @@ impl Node {
         Ok(Response::Rebuilt { was_voter })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_survives_until_the_rebuild_is_over_and_remembers_a_voter() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(in_progress(dir.path()).unwrap(), None);
+        mark(dir.path(), false).unwrap();
+        assert_eq!(in_progress(dir.path()).unwrap(), Some(false));
+        mark(dir.path(), true).unwrap();
+        assert_eq!(in_progress(dir.path()).unwrap(), Some(true));
+        unmark(dir.path()).unwrap();
+        assert_eq!(in_progress(dir.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn damaged_files_are_moved_aside_never_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("log")).unwrap();
+        std::fs::write(dir.path().join("log/log-1.seg"), b"damaged").unwrap();
+        std::fs::create_dir_all(dir.path().join("snapshots")).unwrap();
+        std::fs::write(dir.path().join("identity.toml"), b"kept").unwrap();
+        let first = move_aside(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read(first.join("log/log-1.seg")).unwrap(),
+            b"damaged"
+        );
+        assert!(first.join("snapshots").exists());
+        assert!(!dir.path().join("log").exists());
+        assert!(dir.path().join("identity.toml").exists());
+        // A second rebuild in the same second gets its own folder.
+        std::fs::create_dir_all(dir.path().join("log")).unwrap();
+        let second = move_aside(dir.path()).unwrap();
+        assert_ne!(first, second);
+        assert!(second.join("log").exists());
+    }
+}
