@@ -81,6 +81,37 @@ impl ReadCmd {
 }
 
 impl WriteCmd {
+    /// Calls `f` with every key this write names as a target (FLUSHALL names none: it ends a
+    /// divergence watch by itself).
+    pub fn for_each_written_key(&self, mut f: impl FnMut(&[u8])) {
+        use keys::KeyWrite as K;
+        use strings::StringWrite as S;
+        match self {
+            WriteCmd::String(c) => match c {
+                S::Set(a) => f(&a.key),
+                S::SetNx { key, .. }
+                | S::GetSet { key, .. }
+                | S::GetEx { key, .. }
+                | S::Append { key, .. }
+                | S::IncrBy { key, .. }
+                | S::IncrByFloat { key, .. }
+                | S::SetRange { key, .. }
+                | S::GetDel(key) => f(key),
+                S::MSet(pairs) | S::MSetNx(pairs) => pairs.iter().for_each(|(k, _)| f(k)),
+            },
+            WriteCmd::Key(c) => match c {
+                K::Del(keys) => keys.iter().for_each(|k| f(k)),
+                K::Expire { key, .. } | K::Persist(key) => f(key),
+                K::Rename { from, to, .. } => {
+                    f(from);
+                    f(to);
+                }
+                K::Flush => {}
+            },
+            WriteCmd::Digest(DigestWrite::Set { key, .. }) => f(key),
+        }
+    }
+
     /// The values (with their keys) this write brings into the keyspace, each with the checksum
     /// computed when it entered the system: what a receiving replica verifies
     /// (`Batch::first_corrupt_value`).

@@ -237,6 +237,17 @@ impl Digest {
         &self.buckets
     }
 
+    /// A log entry names `key` as written (whatever the write did here). Every node marks the
+    /// same keys, from the log alone: a node where the write met a damaged copy, or did nothing
+    /// (SET NX over a key only it holds), must skip the round's repair of the key just as the
+    /// nodes where the write changed it do.
+    #[inline]
+    pub fn note_written(&mut self, key: &[u8]) {
+        if let Some(w) = &mut self.watch {
+            w.touch(super::store::key_hash(key), key);
+        }
+    }
+
     /// Starts watching `buckets` for round `round` (replacing any watch).
     fn watch(&mut self, round: u64, buckets: &[u16]) {
         let mut w = Watch {
@@ -903,6 +914,53 @@ mod tests {
         assert_eq!(
             outcomes(apply(&mut diverged, Op::RepairKeys(bad))),
             vec![RepairKeyOutcome::SkippedBadCopy]
+        );
+    }
+
+    /// A client write parsed and applied as the log applies it.
+    fn write(ks: &mut Keyspace, args: &[&str]) -> Frame {
+        let args: Vec<Bytes> = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let ctx = crate::commands::ParseContext {
+            algorithm: ALG,
+            now_ms: 1_000,
+        };
+        match crate::commands::parse(&args, &ctx) {
+            Some(Ok(crate::commands::Command::Write(w))) => apply(ks, Op::Write(w)),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repair_skips_a_key_a_write_named_even_where_the_write_changed_nothing() {
+        // The diverged node holds a key the primary lacks; the round's repair would delete it.
+        let mut primary = Keyspace::new();
+        let mut diverged = Keyspace::new();
+        set(&mut diverged, "x", "extra", NO_EXPIRY);
+        let bucket = bucket_of_hash(key_hash(b"x")) as u16;
+        mark(&mut primary, 1, vec![bucket]);
+        mark(&mut diverged, 1, vec![bucket]);
+        let op = RepairKeys {
+            round: 1,
+            keys: vec![RepairKey {
+                key: Bytes::from_static(b"x"),
+                state: primary.repair_state(b"x").unwrap(),
+            }],
+        };
+        // SET NX after the capture: creates x on the primary, does nothing on the diverged node.
+        for ks in [&mut primary, &mut diverged] {
+            write(ks, &["SET", "x", "client", "NX"]);
+        }
+        assert_eq!(
+            outcomes(apply(&mut diverged, Op::RepairKeys(op))),
+            vec![RepairKeyOutcome::SkippedChanged],
+            "the repair must not act on a key a later write named: every node skips it alike"
+        );
+        assert!(
+            diverged.store.get(b"x").is_some(),
+            "x is left for the next round"
         );
     }
 

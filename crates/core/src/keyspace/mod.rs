@@ -139,9 +139,17 @@ impl Keyspace {
             .ops
             .iter()
             .map(|op| match op {
-                Op::Write(w) => self.apply_write(w, &ctx),
+                Op::Write(w) => {
+                    let digest = self.store.digest_mut();
+                    w.for_each_written_key(|k| digest.note_written(k));
+                    self.apply_write(w, &ctx)
+                }
                 Op::Read(r) => self.read(r, ctx.now_ms),
-                Op::ExpireKeys(keys) => Frame::Integer(self.expire_keys(keys, ctx.now_ms)),
+                Op::ExpireKeys(keys) => {
+                    let digest = self.store.digest_mut();
+                    keys.iter().for_each(|k| digest.note_written(k));
+                    Frame::Integer(self.expire_keys(keys, ctx.now_ms))
+                }
                 Op::VerifyMark(m) => self.apply_verify_mark(m),
                 Op::RepairKeys(r) => self.apply_repair_keys(r),
             })
