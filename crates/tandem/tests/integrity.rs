@@ -464,3 +464,42 @@ fn a_value_damaged_in_a_stopped_nodes_snapshot_is_loaded_refused_and_repaired() 
     );
     cluster.assert_converged();
 }
+
+/// A transaction's derived write (INCR) over a damaged copy on the primary is refused there and
+/// never proposed — also when an earlier command of the transaction writes another key — so no
+/// other node applies a write its client was told failed.
+#[test]
+fn a_transaction_never_proposes_a_derived_write_over_a_damaged_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, 0, &[]);
+    let p = cluster.write_ok(&["SET", "k", "10"]);
+    cluster.assert_converged();
+    let primary = &cluster.nodes[p].server;
+    let mut conn = primary.conn();
+    assert!(conn.cmd(&["DEBUG", "REPAIR", "OFF"]).is_ok());
+    corrupt(primary, "k");
+    assert!(conn.cmd(&["MULTI"]).is_ok());
+    conn.cmd(&["SET", "a", "1"]);
+    conn.cmd(&["INCR", "k"]);
+    conn.cmd(&["SET", "k2", "x"]);
+    let reply = conn.cmd(&["EXEC"]);
+    let replies = reply.as_array().unwrap_or_else(|| panic!("EXEC: {reply}"));
+    assert!(replies[0].is_ok(), "EXEC: {reply}");
+    assert!(
+        matches!(&replies[1], Frame::Error(e) if e.starts_with("CORRUPT")),
+        "INCR over a damaged copy: {reply}"
+    );
+    assert!(replies[2].is_ok(), "EXEC: {reply}");
+    for n in cluster.nodes.iter().filter(|n| n.id != cluster.nodes[p].id) {
+        let mut c = n.server.conn();
+        wait_for(SETTLE_TIMEOUT, "the transaction on every node", || {
+            c.cmd(&["GET", "k2"]).as_bulk() == Some(b"x")
+        });
+        assert_eq!(
+            c.cmd(&["GET", "k"]).as_bulk(),
+            Some(&b"10"[..]),
+            "node {} applied an INCR its client was told failed",
+            n.id
+        );
+    }
+}

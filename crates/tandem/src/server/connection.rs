@@ -475,20 +475,39 @@ impl Conn {
         let ctx = self.parse_context();
         let mut replies: Vec<Option<Frame>> = Vec::with_capacity(queued.len());
         let mut ops = Vec::new();
-        let mut wrote = false;
+        // Keys an earlier command of the transaction writes: their stored copy is replaced
+        // before this one runs, so only the others are checked now (apply itself refuses a
+        // derived write that meets damaged bytes). After FLUSHALL nothing stored is read.
+        let mut written: std::collections::HashSet<Bytes> = std::collections::HashSet::new();
+        let mut flushed = false;
         for args in &queued {
             match tandem_core::parse(args, &ctx) {
                 Some(Ok(Command::Write(w))) => {
-                    // The stored copies are checked only up to the transaction's first write:
-                    // after it, an earlier op may have replaced the copy, and apply itself refuses
-                    // (CORRUPT) a derived write that meets damaged bytes.
-                    if !wrote {
-                        if let Err(frame) = self.verify_stored(&w) {
+                    let stored: Vec<&Bytes> = w
+                        .value_keys()
+                        .into_iter()
+                        .filter(|k| !flushed && !written.contains(*k))
+                        .collect();
+                    if !stored.is_empty() {
+                        let verdict = self
+                            .shared
+                            .node
+                            .state()
+                            .read()
+                            .keyspace
+                            .verify_values(stored, now_ms());
+                        if let Err(frame) = verdict {
                             replies.push(Some(frame));
                             continue;
                         }
                     }
-                    wrote = true;
+                    w.for_each_written_key(|k| {
+                        written.insert(Bytes::copy_from_slice(k));
+                    });
+                    flushed |= matches!(
+                        w,
+                        tandem_core::WriteCmd::Key(tandem_core::commands::keys::KeyWrite::Flush)
+                    );
                     ops.push(Op::Write(w));
                     replies.push(None);
                 }
