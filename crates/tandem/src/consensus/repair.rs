@@ -186,9 +186,17 @@ impl Node {
                     let node = self.clone();
                     let k = key.clone();
                     let task = tokio::spawn(async move {
+                        // Leaves the map however the task ends (a panic too), or the key would
+                        // be deferred forever.
+                        struct Leave(Arc<Node>, Bytes);
+                        impl Drop for Leave {
+                            fn drop(&mut self) {
+                                self.0.damage.in_flight.lock().remove(&self.1);
+                            }
+                        }
+                        let _leave = Leave(node.clone(), k.clone());
                         let outcome = node.clone().repair_exchange(k.clone()).await;
                         node.repair_account(&k, source, &outcome);
-                        node.damage.in_flight.lock().remove(&k);
                         outcome
                     });
                     let shared = task
