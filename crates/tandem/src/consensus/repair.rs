@@ -150,13 +150,18 @@ impl Node {
         }
         self.damage.detected(source, damaged.len() as u64);
         let mut all = true;
+        let mut now = Vec::new();
         for (i, key) in damaged.into_iter().enumerate() {
             if i >= REPAIR_KEYS_PER_REQUEST_MAX {
                 self.damage.suspect(key, Some(source));
                 all = false;
-                continue;
+            } else {
+                now.push(self.repair_key(key, source));
             }
-            match self.repair_key(key, source).await {
+        }
+        // Side by side: a request waits for its slowest key, not for the sum of them.
+        for outcome in futures::future::join_all(now).await {
+            match outcome {
                 Outcome::NotNeeded | Outcome::Repaired { .. } => {}
                 Outcome::Unrepairable(_) | Outcome::Deferred => all = false,
             }
