@@ -194,6 +194,17 @@ fn switch_master_is_published_when_the_primary_changes() {
             Frame::Integer(1)
         ])
     );
+    // A node announces a switch only from a primary it knew: wait until the listener knows the
+    // current one, and give its announcer (it looks every 20 ms) time to see it too.
+    let mut ask = listener.server.conn();
+    wait_for(SETTLE_TIMEOUT, "the listener to know the primary", || {
+        let addr = ask.cmd(&["SENTINEL", "get-master-addr-by-name", "mymaster"]);
+        addr.as_array()
+            .and_then(|a| a.get(1))
+            .and_then(|p| p.as_bulk())
+            == Some(old_port.to_string().as_bytes())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let reply = c.nodes[p].server.conn().cmd(&["FAILOVER"]);
     assert!(reply.is_ok(), "FAILOVER: {reply}");
     let new_port = c.nodes[c.primary()].server.port;
