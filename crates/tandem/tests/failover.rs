@@ -206,7 +206,10 @@ fn a_frozen_primary_never_acknowledges_after_it_was_replaced_and_rejoins_as_a_re
     });
     let new_primary = new_primary.unwrap();
     let mut w = new_primary.server.conn();
-    assert!(w.cmd(&["SET", "after", "2"]).is_ok());
+    // Just elected, it may still answer TRYAGAIN for a moment.
+    wait_for(SETTLE_TIMEOUT, "a write on the new primary", || {
+        w.cmd(&["SET", "after", "2"]).is_ok()
+    });
 
     phase("send a write to the frozen primary, then SIGCONT it");
     stale.send_cmd(&["SET", "stale", "x"]).unwrap();
