@@ -492,31 +492,10 @@ fi
 
 # Summary: aligned on stdout, markdown in target/bench-replication-summary.md.
 MD="$ROOT/target/bench-replication-summary.md"
-python3 - "$SUMMARY_TSV" "$LOGDIR/meta.txt" "$MD" <<'EOF'
-import sys
-tsv, meta, md = sys.argv[1:4]
-head = ["#", "benchmark", "redis", "tandem", "ratio", "target", "result"]
-rows = [(l.rstrip("\n").split("\t") + [""] * 7)[:7] for l in open(tsv, encoding="utf-8") if l.strip()]
-w = [max(len(r[i]) for r in [head] + rows) for i in range(7)]
-print("\nSummary (ratio = tandem / redis for throughput; redis time / tandem time for 4)")
-print("  ".join(h.ljust(x) for h, x in zip(head, w)))
-print("  ".join("-" * x for x in w))
-for r in rows:
-    print("  ".join(c.ljust(x) for c, x in zip(r, w)))
-n = {k: sum(1 for r in rows if r[6] == k) for k in ("PASS", "MISS", "ERROR")}
-print(f"\n{n['PASS']} met, {n['MISS']} missed, {n['ERROR']} not measured")
-with open(md, "w", encoding="utf-8") as f:
-    f.write("| " + " | ".join(head) + " |\n|" + "|".join("---" for _ in head) + "|\n")
-    for r in rows:
-        c = [x.replace("|", "\\|") for x in r]
-        if c[6] in ("PASS", "MISS", "ERROR"):
-            c[6] = f"**{c[6]}**"
-        f.write("| " + " | ".join(c) + " |\n")
-    f.write("\nRatio = tandem / redis (throughput, medians of alternating runs); for 4, redis time / tandem time.\n\n")
-    for l in open(meta, encoding="utf-8"):
-        if l.strip():
-            f.write(f"- {l.strip()}\n")
-EOF
+python3 "$ROOT/scripts/bench/table.py" "$SUMMARY_TSV" "$LOGDIR/meta.txt" "$MD" \
+  "redis" "tandem" \
+  "Summary (ratio = tandem / redis for throughput; redis time / tandem time for 4)" \
+  "Ratio = tandem / redis (throughput, medians of alternating runs); for 4, redis time / tandem time."
 cp "$MD" "$LOGDIR/"
 echo "markdown: target/bench-replication-summary.md"
 [ "$ERRORS" = 0 ]

@@ -299,9 +299,17 @@ impl Keyspace {
     /// To ensure correctness: `state` must come from a node whose applied log position is at
     /// least this node's, taken at that position, or the restore itself is stale.
     pub fn restore_key(&mut self, key: &[u8], state: Option<&KeyState>) -> bool {
-        if !self.store.is_diverged(key) {
-            return false;
-        }
+        self.store.is_diverged(key) && self.install_state(key, state, "diverged")
+    }
+
+    /// Puts another node's state of `key` in place of the local copy (`None`: deletes it), if
+    /// its value verifies; counts and logs the repair of a `what` key. Returns whether it did.
+    pub(crate) fn install_state(
+        &mut self,
+        key: &[u8],
+        state: Option<&KeyState>,
+        what: &str,
+    ) -> bool {
         match state {
             Some(s) if !s.checksum.verify(&s.value) => return false,
             Some(s) => {
@@ -313,7 +321,7 @@ impl Keyspace {
             }
         }
         self.integrity.note_repaired();
-        tracing::warn!(key = %escape_key(key), "diverged key restored from another node's state");
+        tracing::warn!(key = %escape_key(key), "{what} key restored from another node's state");
         true
     }
 

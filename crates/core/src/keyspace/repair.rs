@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tandem_checksum::Checksum;
 
 use super::entry::Entry;
-use super::{escape_key, KeyState, Keyspace};
+use super::{KeyState, Keyspace};
 
 /// A key's copy on this node, as offered to a peer that is repairing its own.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,22 +92,7 @@ impl Keyspace {
             // always stored.
             None => false,
         };
-        if !damaged {
-            return false;
-        }
-        match state {
-            Some(s) if !s.checksum.verify(&s.value) => return false,
-            Some(s) => {
-                self.store
-                    .insert(Entry::new(key, &s.value, &s.checksum, s.expire_at_ms));
-            }
-            None => {
-                self.store.remove(key);
-            }
-        }
-        self.integrity.note_repaired();
-        tracing::warn!(key = %escape_key(key), "damaged key restored from another node's state");
-        true
+        damaged && self.install_state(key, state, "damaged")
     }
 
     /// Verifies the values of keys in hash order from hash `from`, until at least `keys_max`

@@ -60,6 +60,38 @@ fn fields(pairs: Vec<(&'static str, String)>) -> Frame {
     )
 }
 
+/// The fields every instance in a Sentinel reply starts with (Sentinel's order), then `rest`.
+/// `last_reply_ms`: how long ago the instance last answered, as far as this node knows.
+fn instance_fields(
+    shared: &Shared,
+    name: String,
+    addr: &str,
+    runid: String,
+    flags: &str,
+    last_reply_ms: u64,
+    rest: Vec<(&'static str, String)>,
+) -> Frame {
+    let (ip, port) = split_addr(addr);
+    let mut all = vec![
+        ("name", name),
+        ("ip", ip),
+        ("port", port),
+        ("runid", runid),
+        ("flags", flags.to_string()),
+        ("link-pending-commands", "0".into()),
+        ("link-refcount", "1".into()),
+        ("last-ping-sent", "0".into()),
+        ("last-ok-ping-reply", last_reply_ms.to_string()),
+        ("last-ping-reply", last_reply_ms.to_string()),
+        (
+            "down-after-milliseconds",
+            shared.config.election_timeout_ms.to_string(),
+        ),
+    ];
+    all.extend(rest);
+    fields(all)
+}
+
 /// The primary as this node sees it: (id, client address, down?).
 fn primary_of(shared: &Shared, st: &ReplicationStatus) -> Option<(NodeId, String, bool)> {
     let id = st.primary_id?;
@@ -86,38 +118,33 @@ fn primary_of(shared: &Shared, st: &ReplicationStatus) -> Option<(NodeId, String
 
 fn master_fields(shared: &Shared, st: &ReplicationStatus) -> Option<Frame> {
     let (id, addr, down) = primary_of(shared, st)?;
-    let (ip, port) = split_addr(&addr);
     let flags = if down { "master,s_down" } else { "master" };
     let voters = st.voters().count();
-    let ms = |d: Duration| d.as_millis().to_string();
-    Some(fields(vec![
-        ("name", shared.config.sentinel_master_name.clone()),
-        ("ip", ip),
-        ("port", port),
-        ("runid", run_id(&st.cluster_id, id)),
-        ("flags", flags.into()),
-        ("link-pending-commands", "0".into()),
-        ("link-refcount", "1".into()),
-        ("last-ping-sent", "0".into()),
-        ("last-ok-ping-reply", "0".into()),
-        ("last-ping-reply", "0".into()),
-        (
-            "down-after-milliseconds",
-            ms(Duration::from_millis(shared.config.election_timeout_ms)),
-        ),
-        ("info-refresh", "0".into()),
-        ("role-reported", "master".into()),
-        ("role-reported-time", "0".into()),
-        ("config-epoch", st.term.to_string()),
-        ("num-slaves", st.replicas().count().to_string()),
-        (
-            "num-other-sentinels",
-            st.members.len().saturating_sub(1).to_string(),
-        ),
-        ("quorum", (voters / 2 + 1).to_string()),
-        ("failover-timeout", ms(super::failover::TIMEOUT_DEFAULT)),
-        ("parallel-syncs", "1".into()),
-    ]))
+    Some(instance_fields(
+        shared,
+        shared.config.sentinel_master_name.clone(),
+        &addr,
+        run_id(&st.cluster_id, id),
+        flags,
+        0,
+        vec![
+            ("info-refresh", "0".into()),
+            ("role-reported", "master".into()),
+            ("role-reported-time", "0".into()),
+            ("config-epoch", st.term.to_string()),
+            ("num-slaves", st.replicas().count().to_string()),
+            (
+                "num-other-sentinels",
+                st.members.len().saturating_sub(1).to_string(),
+            ),
+            ("quorum", (voters / 2 + 1).to_string()),
+            (
+                "failover-timeout",
+                super::failover::TIMEOUT_DEFAULT.as_millis().to_string(),
+            ),
+            ("parallel-syncs", "1".into()),
+        ],
+    ))
 }
 
 fn replica_fields(shared: &Shared, st: &ReplicationStatus) -> Vec<Frame> {
@@ -128,45 +155,38 @@ fn replica_fields(shared: &Shared, st: &ReplicationStatus) -> Vec<Frame> {
         .unwrap_or_default();
     st.replicas()
         .map(|m| {
-            let (ip, port) = split_addr(&m.client_addr);
             // Only the primary knows every replica's progress; elsewhere report what is known.
             let link_ok = match m.last_ack_ms {
                 Some(ms) => Duration::from_millis(ms) <= shared.config.replica_max_lag,
                 None => st.role != Role::Primary,
             };
             let flags = if link_ok { "slave" } else { "slave,s_down" };
-            fields(vec![
-                ("name", m.client_addr.clone()),
-                ("ip", ip),
-                ("port", port),
-                ("runid", run_id(&st.cluster_id, m.id)),
-                ("flags", flags.into()),
-                ("link-pending-commands", "0".into()),
-                ("link-refcount", "1".into()),
-                ("last-ping-sent", "0".into()),
-                ("last-ok-ping-reply", m.last_ack_ms.unwrap_or(0).to_string()),
-                ("last-ping-reply", m.last_ack_ms.unwrap_or(0).to_string()),
-                (
-                    "down-after-milliseconds",
-                    shared.config.election_timeout_ms.to_string(),
-                ),
-                ("info-refresh", "0".into()),
-                ("role-reported", "slave".into()),
-                ("role-reported-time", "0".into()),
-                ("master-link-down-time", "0".into()),
-                (
-                    "master-link-status",
-                    if link_ok { "ok" } else { "err" }.into(),
-                ),
-                ("master-host", mip.clone()),
-                ("master-port", mport.clone()),
-                ("slave-priority", if m.voter { "100" } else { "0" }.into()),
-                (
-                    "slave-repl-offset",
-                    m.matched_index.unwrap_or(0).to_string(),
-                ),
-                ("replica-announced", "1".into()),
-            ])
+            instance_fields(
+                shared,
+                m.client_addr.clone(),
+                &m.client_addr,
+                run_id(&st.cluster_id, m.id),
+                flags,
+                m.last_ack_ms.unwrap_or(0),
+                vec![
+                    ("info-refresh", "0".into()),
+                    ("role-reported", "slave".into()),
+                    ("role-reported-time", "0".into()),
+                    ("master-link-down-time", "0".into()),
+                    (
+                        "master-link-status",
+                        if link_ok { "ok" } else { "err" }.into(),
+                    ),
+                    ("master-host", mip.clone()),
+                    ("master-port", mport.clone()),
+                    ("slave-priority", if m.voter { "100" } else { "0" }.into()),
+                    (
+                        "slave-repl-offset",
+                        m.matched_index.unwrap_or(0).to_string(),
+                    ),
+                    ("replica-announced", "1".into()),
+                ],
+            )
         })
         .collect()
 }
@@ -176,27 +196,20 @@ fn sentinel_fields(shared: &Shared, st: &ReplicationStatus) -> Vec<Frame> {
         .iter()
         .filter(|m| m.id != st.node_id)
         .map(|m| {
-            let (ip, port) = split_addr(&m.client_addr);
             let runid = run_id(&st.cluster_id, m.id);
-            fields(vec![
-                ("name", runid.clone()),
-                ("ip", ip),
-                ("port", port),
-                ("runid", runid),
-                ("flags", "sentinel".into()),
-                ("link-pending-commands", "0".into()),
-                ("link-refcount", "1".into()),
-                ("last-ping-sent", "0".into()),
-                ("last-ok-ping-reply", "0".into()),
-                ("last-ping-reply", "0".into()),
-                (
-                    "down-after-milliseconds",
-                    shared.config.election_timeout_ms.to_string(),
-                ),
-                ("last-hello-message", "0".into()),
-                ("voted-leader", "?".into()),
-                ("voted-leader-epoch", "0".into()),
-            ])
+            instance_fields(
+                shared,
+                runid.clone(),
+                &m.client_addr,
+                runid,
+                "sentinel",
+                0,
+                vec![
+                    ("last-hello-message", "0".into()),
+                    ("voted-leader", "?".into()),
+                    ("voted-leader-epoch", "0".into()),
+                ],
+            )
         })
         .collect()
 }
